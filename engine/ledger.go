@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"github.com/skuwatch/skuwatch/sources"
+	"github.com/skuwatch/skuwatch/state"
+)
+
+// applied is what applying one event did, for the rule environment.
+type applied struct {
+	onHandBefore float64
+	variance     float64 // count: counted − ledger before
+	late         bool
+	matched      bool // the event joined a known transfer
+	transfer     state.Transfer
+}
+
+// applyEvent applies one validated event to the ledger row (DESIGN.md,
+// ledger semantics). It is deterministic: the same entry and event give the
+// same result, whatever the wall clock says.
+func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
+	t := ev.EventTime.UnixNano()
+	if isNew {
+		e.FirstSeen = t
+		rollDemand(&e.Demand, dayOf(t), true)
+	}
+	if ev.Category != "" {
+		e.Category = ev.Category
+	}
+	if ev.HasUnitCost {
+		e.UnitCost = ev.UnitCost
+	}
+	if ev.Type != sources.TypeTransferExpected {
+		noteSource(e, ev.Source, t)
+		e.LastEvent = max(e.LastEvent, t)
+	}
+	a := applied{onHandBefore: e.OnHand}
+	// An event from before the last physical count is already inside it.
+	a.late = e.HasCount && t < e.LastCount
+	move := func(delta float64) {
+		if !a.late {
+			e.OnHand += delta
+		}
+	}
+	switch ev.Type {
+	case sources.TypeSale:
+		move(-ev.Qty)
+		if day := dayOf(t); day >= e.Demand.Day {
+			rollDemand(&e.Demand, day, false)
+			e.Demand.Today += ev.Qty
+		}
+		e.LastSale = max(e.LastSale, t)
+	case sources.TypeReturn, sources.TypeReceipt:
+		move(ev.Qty)
+	case sources.TypeAdjustment:
+		move(ev.Qty)
+	case sources.TypeTransferOut:
+		move(-ev.Qty)
+	case sources.TypeTransferIn:
+		move(ev.Qty)
+		a.matched, a.transfer = receive(e, ev, t)
+	case sources.TypeTransferExpected:
+		a.matched, a.transfer = expect(e, ev, t)
+	case sources.TypeCount:
+		if !a.late {
+			a.variance = ev.OnHand - e.OnHand
+			e.OnHand = ev.OnHand
+			e.HasCount, e.LastCount, e.LastCountQty = true, t, ev.OnHand
+		}
+	case sources.TypeSnapshot:
+		if t >= e.SnapshotAt {
+			e.SnapshotSource, e.SnapshotOnHand, e.SnapshotAt = ev.Source, ev.OnHand, t
+			e.SnapshotDiff = ev.OnHand - e.OnHand
+		}
+	}
+	return a
+}
+
+func noteSource(e *state.Entry, source string, t int64) {
+	for i := range e.Sources {
+		if e.Sources[i].Source == source {
+			e.Sources[i].Last = max(e.Sources[i].Last, t)
+			return
+		}
+	}
+	e.Sources = append(e.Sources, state.SourceSeen{Source: source, Last: t})
+}
+
+// receive books a transfer_in against the transfer it belongs to. A second
+// leg of an already received transfer adds to it; a receipt with no known
+// shipment waits in Unmatched for the shipment notice.
+func receive(e *state.Entry, ev *sources.Event, t int64) (bool, state.Transfer) {
+	for i, tr := range e.InTransit {
+		if tr.ID == ev.TransferID {
+			tr.Received += ev.Qty
+			e.InTransit = append(e.InTransit[:i], e.InTransit[i+1:]...)
+			pushReceived(e, tr)
+			return true, tr
+		}
+	}
+	for i := range e.Received {
+		if e.Received[i].ID == ev.TransferID {
+			e.Received[i].Received += ev.Qty
+			return true, e.Received[i]
+		}
+	}
+	for i := range e.Unmatched {
+		if e.Unmatched[i].ID == ev.TransferID {
+			e.Unmatched[i].Received += ev.Qty
+			return false, e.Unmatched[i]
+		}
+	}
+	u := state.Transfer{ID: ev.TransferID, Peer: ev.FromLocation, Received: ev.Qty, At: t}
+	e.Unmatched = append(e.Unmatched, u)
+	if len(e.Unmatched) > state.MaxUnmatched {
+		e.Unmatched = e.Unmatched[1:]
+	}
+	return false, u
+}
+
+// expect books a shipment notice: stock is now in transit to this key, or,
+// if its receipt came first, the two are joined.
+func expect(e *state.Entry, ev *sources.Event, t int64) (bool, state.Transfer) {
+	for i, u := range e.Unmatched {
+		if u.ID == ev.TransferID {
+			u.Qty, u.Peer, u.At = ev.Qty, ev.FromLocation, t
+			e.Unmatched = append(e.Unmatched[:i], e.Unmatched[i+1:]...)
+			pushReceived(e, u)
+			return true, u
+		}
+	}
+	for _, tr := range e.InTransit {
+		if tr.ID == ev.TransferID {
+			return false, tr // a second notice for the same transfer changes nothing
+		}
+	}
+	tr := state.Transfer{ID: ev.TransferID, Peer: ev.FromLocation, Qty: ev.Qty, At: t}
+	e.InTransit = append(e.InTransit, tr)
+	return false, tr
+}
+
+func pushReceived(e *state.Entry, tr state.Transfer) {
+	e.Received = append(e.Received, tr)
+	if len(e.Received) > state.MaxReceived {
+		e.Received = e.Received[1:]
+	}
+}

@@ -1,0 +1,430 @@
+package engine
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/skuwatch/skuwatch/rules"
+	"github.com/skuwatch/skuwatch/sources"
+	"github.com/skuwatch/skuwatch/state"
+)
+
+// ProcessorConfig configures a Processor.
+type ProcessorConfig struct {
+	// Store is the partition's state. Required.
+	Store *state.Store
+	// Rules is the running ruleset. Required.
+	Rules *Rules
+	// CacheEntries bounds the in-memory ledger rows. The default is 100000.
+	CacheEntries int
+	// ExpectedEventIDs sizes the dedup filter before its first growth. The
+	// default is 1<<20.
+	ExpectedEventIDs uint
+	// Metrics receives the engine's metrics. The default is unregistered ones.
+	Metrics *Metrics
+	// Logger is the default slog logger unless set.
+	Logger *slog.Logger
+}
+
+// Position is where a committed batch leaves the input: an opaque input
+// offset and the event-time watermark.
+type Position struct {
+	Input     []byte
+	Watermark int64
+}
+
+const (
+	metaPosition  = "position"
+	metaWatermark = "watermark"
+	metaSeqPrefix = "seq/"
+)
+
+// Processor applies ledger records for one partition. Calls follow a batch
+// cycle: Apply / DeadLetter / FireTimers any number of times, then Commit.
+// A Processor is for one goroutine.
+type Processor struct {
+	cfg     ProcessorConfig
+	store   *state.Store
+	m       *Metrics
+	log     *slog.Logger
+	cache   *entryCache
+	dedup   *dedup
+	batch   *state.Batch
+	eval    rules.Evaluator
+	scratch []byte
+	keyBuf  []byte
+
+	seq       map[state.Stream]uint64
+	nextTimer int64       // earliest known due timer, 0 for none
+	fired     state.Timer // every timer sorting at or before this was handled
+	firedDone state.Timer // fired as of the last commit
+	pending   []state.Timer
+	evals     uint64
+
+	Counts Counts
+}
+
+// Counts are the processor's running totals since it was made.
+type Counts struct {
+	Processed, DeadLettered, Duplicates, Late int
+	Opened, Updated, Resolved, TimersFired    int
+}
+
+// NewProcessor opens the processor over a store, restoring its sequences,
+// dedup filter and timers.
+func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
+	if cfg.Store == nil || cfg.Rules == nil {
+		return nil, fmt.Errorf("engine: processor needs a store and rules")
+	}
+	if cfg.CacheEntries <= 0 {
+		cfg.CacheEntries = 100_000
+	}
+	if cfg.ExpectedEventIDs == 0 {
+		cfg.ExpectedEventIDs = 1 << 20
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Processor{cfg: cfg, store: cfg.Store, m: cfg.Metrics, log: cfg.Logger,
+		cache: newEntryCache(cfg.CacheEntries), seq: map[state.Stream]uint64{}}
+	for _, s := range []state.Stream{state.StreamExceptions, state.StreamDeadLetter} {
+		v, err := p.store.MetaUint(metaSeqPrefix + s.String())
+		if err != nil {
+			return nil, err
+		}
+		p.seq[s] = v
+	}
+	var err error
+	if p.dedup, err = newDedup(p.store, cfg.ExpectedEventIDs); err != nil {
+		return nil, err
+	}
+	if err := p.loadNextTimer(); err != nil {
+		return nil, err
+	}
+	p.batch = p.store.NewBatch()
+	return p, nil
+}
+
+// loadNextTimer finds the earliest timer not yet handled: committed after
+// the fired cursor, or scheduled in this batch.
+func (p *Processor) loadNextTimer() error {
+	ts, err := p.store.DueTimers(p.fired, math.MaxInt64, 1)
+	if err != nil {
+		return fmt.Errorf("engine: read timers: %w", err)
+	}
+	p.nextTimer = 0
+	if len(ts) > 0 {
+		p.nextTimer = ts[0].Due
+	}
+	for _, t := range p.pending {
+		if p.nextTimer == 0 || t.Due < p.nextTimer {
+			p.nextTimer = t.Due
+		}
+	}
+	return nil
+}
+
+// Position returns the position stored by the last committed batch.
+func (p *Processor) Position() (Position, error) {
+	in, _, err := p.store.Meta(metaPosition)
+	if err != nil {
+		return Position{}, err
+	}
+	wm, err := p.store.MetaUint(metaWatermark)
+	return Position{Input: in, Watermark: int64(wm)}, err
+}
+
+// entry returns the cached ledger row of key, loading it from the store.
+func (p *Processor) entry(key string) (*cacheItem, bool, error) {
+	if it := p.cache.get(key); it != nil {
+		return it, false, nil
+	}
+	e, ok, err := p.store.Entry(key)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		e = &state.Entry{}
+	}
+	return p.cache.put(key, e), !ok, nil
+}
+
+// DeadLetter writes a rejected input to the dead-letter stream in this batch.
+func (p *Processor) DeadLetter(dl state.DeadLetter) error {
+	j, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("engine: encode dead letter: %w", err)
+	}
+	p.Counts.DeadLettered++
+	p.m.deadLettered.Inc()
+	return p.append(state.StreamDeadLetter, j)
+}
+
+func (p *Processor) append(s state.Stream, v []byte) error {
+	p.seq[s]++
+	return p.batch.Append(s, p.seq[s], v)
+}
+
+// Apply applies one validated ledger record at clock time now (unix ns):
+// once per (source, event_id), then the rules for its type.
+func (p *Processor) Apply(ev *sources.Event, now int64) error {
+	kind := byte(0)
+	if ev.Type == sources.TypeTransferExpected {
+		kind = 1
+	}
+	p.keyBuf = append(append(append(append(append(p.keyBuf[:0], ev.Source...), 0), ev.EventID...), 0), kind)
+	seen, err := p.dedup.seen(p.keyBuf, ev.Source, ev.EventID, kind)
+	if err != nil {
+		return err
+	}
+	p.Counts.Processed++
+	p.m.processed.Inc()
+	if seen {
+		p.Counts.Duplicates++
+		p.m.duplicates.Inc()
+		return nil
+	}
+	p.dedup.mark(p.keyBuf)
+	if err := p.batch.MarkApplied(ev.Source, ev.EventID, kind, ev.EventTime.UnixNano()); err != nil {
+		return err
+	}
+	key := ev.StateKey()
+	it, isNew, err := p.entry(key)
+	if err != nil {
+		return err
+	}
+	a := applyEvent(it.e, ev, isNew)
+	if a.late {
+		p.Counts.Late++
+		p.m.late.Inc()
+	}
+	p.cache.markDirty(it)
+	return p.evaluate(key, it.e, ev, a, now, ev.Type, ev.Source, ev.EventID, ev.EventTime.UnixNano())
+}
+
+// FireTimers evaluates the timer rules of every key whose wake time is at or
+// before now, each at its own due time, in (due, key) order.
+func (p *Processor) FireTimers(now int64) error {
+	for p.nextTimer != 0 && p.nextTimer <= now {
+		due, err := p.store.DueTimers(p.fired, now, timerPage)
+		if err != nil {
+			return err
+		}
+		cands := due
+		rest := p.pending[:0]
+		for _, t := range p.pending {
+			if t.Due <= now {
+				cands = append(cands, t)
+			} else {
+				rest = append(rest, t)
+			}
+		}
+		p.pending = rest
+		slices.SortFunc(cands, compareTimers)
+		for i, t := range cands {
+			if i > 0 && cands[i-1] == t {
+				continue
+			}
+			if err := p.fire(t); err != nil {
+				return err
+			}
+		}
+		if len(due) == timerPage {
+			p.fired = due[len(due)-1]
+			continue
+		}
+		// Everything due by now is handled; "\xff" sorts after every key.
+		p.fired = state.Timer{Due: now, StateKey: "\xff"}
+		if err := p.loadNextTimer(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const timerPage = 512
+
+func compareTimers(a, b state.Timer) int {
+	if a.Due != b.Due {
+		return cmp.Compare(a.Due, b.Due)
+	}
+	return strings.Compare(a.StateKey, b.StateKey)
+}
+
+func (p *Processor) fire(t state.Timer) error {
+	it, isNew, err := p.entry(t.StateKey)
+	if err != nil {
+		return err
+	}
+	if isNew || it.e.WakeAt != t.Due {
+		return nil // a stale index row: the key was rescheduled since
+	}
+	p.Counts.TimersFired++
+	p.m.timersFired.Inc()
+	it.e.WakeAt = 0
+	if err := p.batch.DeleteTimer(t.Due, t.StateKey); err != nil {
+		return err
+	}
+	p.cache.markDirty(it)
+	return p.evaluate(t.StateKey, it.e, nil, applied{}, t.Due, triggerTimer, triggerTimer, fmt.Sprint(t.Due), t.Due)
+}
+
+// evaluate runs the rules for trigger on a key and applies the lifecycle.
+func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a applied, now int64,
+	trigger, trigSource, trigID string, eventTime int64) error {
+	rs := p.cfg.Rules.Current()
+	th := rs.Thresholds(e.Category, time.Unix(0, now).UTC().Month())
+	env := buildEnv(key, e, ev, a, now, th)
+	lc := lifecycle{p: p, key: key, e: e, rs: rs, now: now, trigSource: trigSource, trigID: trigID, eventTime: eventTime, trigger: trigger}
+	for _, r := range rs.For(trigger) {
+		idx := openIndex(e, r.ID)
+		var start time.Time
+		sample := p.evals&63 == 0
+		p.evals++
+		if sample {
+			start = time.Now()
+		}
+		v, err := p.eval.Judge(r, env, idx >= 0)
+		if sample {
+			p.m.ruleEval.WithLabelValues(r.ID).Observe(time.Since(start).Seconds())
+		}
+		if err != nil {
+			p.ruleError(r, err)
+			continue
+		}
+		switch v {
+		case rules.Fire:
+			d, err := p.eval.Details(r, env)
+			if err != nil {
+				p.ruleError(r, err)
+				continue
+			}
+			if err := lc.fire(r, idx, d); err != nil {
+				return err
+			}
+		case rules.Cleared:
+			if err := lc.resolve(idx, "condition cleared on "+trigger); err != nil {
+				return err
+			}
+		}
+	}
+	if err := lc.dropRemovedRules(); err != nil {
+		return err
+	}
+	return p.schedule(key, e, rs, env, now)
+}
+
+func (p *Processor) ruleError(r *rules.Rule, err error) {
+	p.m.ruleErrors.WithLabelValues(r.ID).Inc()
+	p.log.Warn("rule evaluation failed; treated as not firing", "rule", r.ID, "err", err)
+}
+
+// schedule sets the key's wake time: the earliest any timer rule asks for,
+// rounded up to the minute so that an unchanged deadline keeps its index row.
+func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env rules.Env, now int64) error {
+	var wake int64
+	for _, r := range rs.Wakers() {
+		h, ok, err := p.eval.WakeAfterHours(r, env)
+		if err != nil {
+			p.ruleError(r, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		w := now + int64(h*float64(time.Hour))
+		w = (w + int64(time.Minute) - 1) / int64(time.Minute) * int64(time.Minute)
+		if w <= now {
+			w = now + int64(time.Minute)
+		}
+		if wake == 0 || w < wake {
+			wake = w
+		}
+	}
+	if wake == e.WakeAt {
+		return nil
+	}
+	if e.WakeAt != 0 {
+		if err := p.batch.DeleteTimer(e.WakeAt, key); err != nil {
+			return err
+		}
+	}
+	e.WakeAt = wake
+	if wake == 0 {
+		return nil
+	}
+	p.pending = append(p.pending, state.Timer{Due: wake, StateKey: key})
+	if p.nextTimer == 0 || wake < p.nextTimer {
+		p.nextTimer = wake
+	}
+	return p.batch.SetTimer(wake, key)
+}
+
+// Commit writes the batch's ledger rows and pos with everything applied since
+// the last commit, atomically, then starts the next batch.
+func (p *Processor) Commit(pos Position, sync bool) error {
+	start := time.Now()
+	var err error
+	if p.scratch, err = p.cache.flush(p.batch, p.scratch); err != nil {
+		return p.abort(err)
+	}
+	for s, v := range p.seq {
+		if err := p.batch.SetMetaUint(metaSeqPrefix+s.String(), v); err != nil {
+			return p.abort(err)
+		}
+	}
+	if err := p.batch.SetMeta(metaPosition, pos.Input); err != nil {
+		return p.abort(err)
+	}
+	if err := p.batch.SetMetaUint(metaWatermark, uint64(pos.Watermark)); err != nil {
+		return p.abort(err)
+	}
+	if err := p.batch.Commit(sync); err != nil {
+		return p.abort(err)
+	}
+	p.batch = p.store.NewBatch()
+	p.cache.committed()
+	p.pending = p.pending[:0]
+	p.firedDone = p.fired
+	if err := p.dedup.committed(); err != nil {
+		return err
+	}
+	p.m.batchSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// abort drops the batch and every in-memory effect of it, so the processor
+// can carry on from the last committed state.
+func (p *Processor) abort(cause error) error {
+	p.batch.Discard()
+	p.batch = p.store.NewBatch()
+	p.cache.discard()
+	p.pending = p.pending[:0]
+	p.fired = p.firedDone
+	for s := range p.seq {
+		v, err := p.store.MetaUint(metaSeqPrefix + s.String())
+		if err == nil {
+			p.seq[s] = v
+		}
+	}
+	_ = p.loadNextTimer()
+	_ = p.dedup.discard()
+	return cause
+}
+
+// Close discards any uncommitted batch.
+func (p *Processor) Close() {
+	if p.batch != nil {
+		p.batch.Discard()
+		p.batch = nil
+	}
+}

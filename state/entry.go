@@ -1,0 +1,301 @@
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Entry is the ledger row of one SKU-location. Times are unix nanoseconds of
+// event time (the source's clock), 0 meaning never.
+//
+// An Entry belongs to the partition's single writer; it is not safe for
+// concurrent use.
+type Entry struct {
+	Category string
+	OnHand   float64
+	UnitCost float64
+
+	FirstSeen int64
+	LastEvent int64
+	LastSale  int64
+
+	HasCount     bool
+	LastCount    int64   // event time of the last physical count
+	LastCountQty float64 // what that count found
+
+	// Sources records the newest event time seen from each source, for sync
+	// validation (a feed that goes quiet is visible per key).
+	Sources []SourceSeen
+
+	// Snapshot is the last level a source system reported, and how far it was
+	// from the ledger then. A snapshot never moves the ledger.
+	SnapshotSource string
+	SnapshotOnHand float64
+	SnapshotDiff   float64
+	SnapshotAt     int64
+
+	Demand Demand
+
+	InTransit []Transfer // expected here, not yet received
+	Received  []Transfer // recently received, newest last (bounded)
+	Unmatched []Transfer // received with no known shipment yet (bounded)
+
+	Open []Exception // at most one per rule
+
+	WakeAt int64 // next timer evaluation, 0 for none
+}
+
+// SourceSeen is the newest event time of one source on one key.
+type SourceSeen struct {
+	Source string
+	Last   int64
+}
+
+// Transfer is one transfer as seen by its destination key.
+type Transfer struct {
+	ID       string
+	Peer     string  // the origin location
+	Qty      float64 // shipped quantity (0 while unknown)
+	Received float64 // received so far
+	At       int64   // shipped at, or received at for unmatched receipts
+	Due      int64   // when it should have arrived
+}
+
+// Demand holds daily demand statistics: exponentially weighted mean and mean
+// square of units sold per day, overall and per weekday, with zero-sale days
+// counted (retail demand at SKU-store level is mostly intermittent).
+type Demand struct {
+	Day   int32   // UTC day number of Today
+	Today float64 // units sold so far on Day
+	Days  int32   // completed days observed
+	Mean  float64
+	Sq    float64
+	WDays [7]int32
+	WMean [7]float64
+	WSq   [7]float64
+}
+
+const entryFormat = 1
+
+// Bounds that keep an entry small whatever a source sends.
+const (
+	MaxReceived  = 8
+	MaxUnmatched = 16
+)
+
+var errShort = errors.New("state: entry truncated")
+
+// MarshalBinary encodes the entry. The format is private to this package and
+// versioned by its first byte.
+func (e *Entry) MarshalBinary() ([]byte, error) { return e.appendBinary(make([]byte, 0, 256)) }
+
+func (e *Entry) appendBinary(b []byte) ([]byte, error) {
+	b = append(b, entryFormat)
+	b = putStr(b, e.Category)
+	b = putF(b, e.OnHand)
+	b = putF(b, e.UnitCost)
+	b = binary.AppendVarint(b, e.FirstSeen)
+	b = binary.AppendVarint(b, e.LastEvent)
+	b = binary.AppendVarint(b, e.LastSale)
+	if e.HasCount {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendVarint(b, e.LastCount)
+	b = putF(b, e.LastCountQty)
+	b = binary.AppendUvarint(b, uint64(len(e.Sources)))
+	for _, s := range e.Sources {
+		b = putStr(b, s.Source)
+		b = binary.AppendVarint(b, s.Last)
+	}
+	b = putStr(b, e.SnapshotSource)
+	b = putF(b, e.SnapshotOnHand)
+	b = putF(b, e.SnapshotDiff)
+	b = binary.AppendVarint(b, e.SnapshotAt)
+	d := &e.Demand
+	b = binary.AppendVarint(b, int64(d.Day))
+	b = putF(b, d.Today)
+	b = binary.AppendVarint(b, int64(d.Days))
+	b = putF(b, d.Mean)
+	b = putF(b, d.Sq)
+	for i := 0; i < 7; i++ {
+		b = binary.AppendVarint(b, int64(d.WDays[i]))
+		b = putF(b, d.WMean[i])
+		b = putF(b, d.WSq[i])
+	}
+	for _, list := range [][]Transfer{e.InTransit, e.Received, e.Unmatched} {
+		b = binary.AppendUvarint(b, uint64(len(list)))
+		for _, t := range list {
+			b = putStr(b, t.ID)
+			b = putStr(b, t.Peer)
+			b = putF(b, t.Qty)
+			b = putF(b, t.Received)
+			b = binary.AppendVarint(b, t.At)
+			b = binary.AppendVarint(b, t.Due)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Open)))
+	for i := range e.Open {
+		j, err := json.Marshal(&e.Open[i])
+		if err != nil {
+			return nil, fmt.Errorf("state: encode open exception %s: %w", e.Open[i].ExceptionID, err)
+		}
+		b = binary.AppendUvarint(b, uint64(len(j)))
+		b = append(b, j...)
+	}
+	b = binary.AppendVarint(b, e.WakeAt)
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote.
+func (e *Entry) UnmarshalBinary(b []byte) error {
+	r := reader{b: b}
+	if v := r.byte(); v != entryFormat {
+		return fmt.Errorf("state: entry format %d, want %d", v, entryFormat)
+	}
+	*e = Entry{}
+	e.Category = r.str()
+	e.OnHand = r.f()
+	e.UnitCost = r.f()
+	e.FirstSeen = r.varint()
+	e.LastEvent = r.varint()
+	e.LastSale = r.varint()
+	e.HasCount = r.byte() == 1
+	e.LastCount = r.varint()
+	e.LastCountQty = r.f()
+	if n := r.count(); n > 0 {
+		e.Sources = make([]SourceSeen, n)
+		for i := range e.Sources {
+			e.Sources[i] = SourceSeen{Source: r.str(), Last: r.varint()}
+		}
+	}
+	e.SnapshotSource = r.str()
+	e.SnapshotOnHand = r.f()
+	e.SnapshotDiff = r.f()
+	e.SnapshotAt = r.varint()
+	d := &e.Demand
+	d.Day = int32(r.varint())
+	d.Today = r.f()
+	d.Days = int32(r.varint())
+	d.Mean = r.f()
+	d.Sq = r.f()
+	for i := 0; i < 7; i++ {
+		d.WDays[i] = int32(r.varint())
+		d.WMean[i] = r.f()
+		d.WSq[i] = r.f()
+	}
+	for _, dst := range []*[]Transfer{&e.InTransit, &e.Received, &e.Unmatched} {
+		n := r.count()
+		if n == 0 {
+			continue
+		}
+		list := make([]Transfer, n)
+		for i := range list {
+			list[i] = Transfer{ID: r.str(), Peer: r.str(), Qty: r.f(), Received: r.f(), At: r.varint(), Due: r.varint()}
+		}
+		*dst = list
+	}
+	if n := r.count(); n > 0 {
+		e.Open = make([]Exception, n)
+		for i := range e.Open {
+			j := r.bytes()
+			if r.err != nil {
+				break
+			}
+			if err := json.Unmarshal(j, &e.Open[i]); err != nil {
+				return fmt.Errorf("state: decode open exception: %w", err)
+			}
+		}
+	}
+	e.WakeAt = r.varint()
+	return r.err
+}
+
+func putStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func putF(b []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+}
+
+// reader decodes with a sticky error, so the decoder reads as a list of fields.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errShort
+	}
+	r.b = nil
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.fail()
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) f() float64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a list length, refusing one longer than the bytes left.
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) bytes() []byte {
+	n := r.count()
+	if r.err != nil || n > len(r.b) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str() string { return string(r.bytes()) }

@@ -1,0 +1,67 @@
+package state
+
+import "encoding/binary"
+
+// Key layout. Every key starts with a one-byte table tag, so each table is a
+// contiguous range and a prefix scan never crosses tables. Integers are
+// big-endian so that byte order is numeric order. Strings may not contain
+// 0x00 (intake rejects it), so 0x00 is a safe separator.
+//
+//	'l' sku 0x00 location                      → Entry (entry.go), the ledger row
+//	'd' source 0x00 event_id 0x00 kind(1)      → event time, 8 B unix ns: event applied once
+//	't' due(8, unix ns) sku 0x00 location      → empty: wake timer index; valid only
+//	                                             while Entry.WakeAt == due (lazy delete)
+//	'x' exception_id                           → Exception JSON, latest version
+//	'o' stream(1) seq(8)                       → outbox row: one change for the sinks
+//	'c' sink name                              → cursor: seq(8) then the sink's checkpoint
+//	'm' name                                   → meta: input offset, outbox sequences, input id
+const (
+	tagLedger    = 'l'
+	tagApplied   = 'd'
+	tagTimer     = 't'
+	tagException = 'x'
+	tagOutbox    = 'o'
+	tagCursor    = 'c'
+	tagMeta      = 'm'
+)
+
+func ledgerKey(stateKey string) []byte {
+	k := make([]byte, 0, 1+len(stateKey))
+	return append(append(k, tagLedger), stateKey...)
+}
+
+func appliedKey(source, eventID string, kind byte) []byte {
+	k := make([]byte, 0, 4+len(source)+len(eventID))
+	k = append(k, tagApplied)
+	k = append(k, source...)
+	k = append(k, 0)
+	k = append(k, eventID...)
+	return append(k, 0, kind)
+}
+
+func timerKey(due int64, stateKey string) []byte {
+	k := make([]byte, 9, 9+len(stateKey))
+	k[0] = tagTimer
+	binary.BigEndian.PutUint64(k[1:], uint64(due))
+	return append(k, stateKey...)
+}
+
+func parseTimerKey(k []byte) (due int64, stateKey string, ok bool) {
+	if len(k) < 9 || k[0] != tagTimer {
+		return 0, "", false
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9])), string(k[9:]), true
+}
+
+func exceptionKey(id string) []byte { return append([]byte{tagException}, id...) }
+
+func outboxKey(stream Stream, seq uint64) []byte {
+	k := make([]byte, 10)
+	k[0] = tagOutbox
+	k[1] = byte(stream)
+	binary.BigEndian.PutUint64(k[2:], seq)
+	return k
+}
+
+func cursorKey(sink string) []byte { return append([]byte{tagCursor}, sink...) }
+func metaKey(name string) []byte   { return append([]byte{tagMeta}, name...) }
