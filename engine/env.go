@@ -25,6 +25,7 @@ func buildEnv(key string, e *state.Entry, ev *sources.Event, a applied, now int6
 	}
 	s := &env.State
 	s.OnHand, s.OnHandBefore, s.UnitCost, s.Category = e.OnHand, a.onHandBefore, e.UnitCost, e.Category
+	s.Baselined = e.Baselined
 	s.Variance = a.variance
 	s.AbsVariance = math.Abs(a.variance)
 	s.RelVariance = s.AbsVariance / math.Max(math.Abs(a.onHandBefore), 1)

@@ -8,6 +8,7 @@ import (
 // applied is what applying one event did, for the rule environment.
 type applied struct {
 	onHandBefore float64
+	baselined    bool    // the ledger had an absolute level before the event
 	variance     float64 // count: counted − ledger before
 	late         bool
 	matched      bool // the event joined a known transfer
@@ -33,7 +34,7 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 		noteSource(e, ev.Source, t)
 		e.LastEvent = max(e.LastEvent, t)
 	}
-	a := applied{onHandBefore: e.OnHand}
+	a := applied{onHandBefore: e.OnHand, baselined: e.Baselined}
 	// An event from before the last physical count is already inside it.
 	a.late = e.HasCount && t < e.LastCount
 	move := func(delta float64) {
@@ -62,14 +63,21 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 		a.matched, a.transfer = expect(e, ev, t)
 	case sources.TypeCount:
 		if !a.late {
-			a.variance = ev.OnHand - e.OnHand
-			e.OnHand = ev.OnHand
+			if e.Baselined {
+				a.variance = ev.OnHand - e.OnHand
+			}
+			e.OnHand, e.Baselined = ev.OnHand, true
 			e.HasCount, e.LastCount, e.LastCountQty = true, t, ev.OnHand
 		}
 	case sources.TypeSnapshot:
 		if t >= e.SnapshotAt {
 			e.SnapshotSource, e.SnapshotOnHand, e.SnapshotAt = ev.Source, ev.OnHand, t
 			e.SnapshotDiff = ev.OnHand - e.OnHand
+			if !e.Baselined {
+				// The first level a source reports opens the ledger; after
+				// that, snapshots are compared, never applied.
+				e.OnHand, e.Baselined, e.SnapshotDiff = ev.OnHand, true, 0
+			}
 		}
 	}
 	return a

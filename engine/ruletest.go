@@ -112,7 +112,7 @@ var weekdays = map[string]int{"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, 
 
 func testEntry(s *rules.TestState, at time.Time) *state.Entry {
 	ago := func(d float64) int64 { return at.Add(-time.Duration(d * float64(24*time.Hour))).UnixNano() }
-	e := &state.Entry{OnHand: s.OnHand, UnitCost: s.UnitCost, Category: s.Category}
+	e := &state.Entry{OnHand: s.OnHand, UnitCost: s.UnitCost, Category: s.Category, Baselined: !s.Unbaselined}
 	age := math.Max(s.AgeDays, s.HistoryDays)
 	if s.DaysSinceCount != nil {
 		age = math.Max(age, *s.DaysSinceCount)

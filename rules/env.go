@@ -32,8 +32,12 @@ type StateEnv struct {
 	OnHandBefore float64 `expr:"on_hand_before"`
 	UnitCost     float64 `expr:"unit_cost"`
 	Category     string  `expr:"category"`
+	// Baselined is true once a count or snapshot gave the ledger an absolute
+	// level; before that on_hand is only the sum of movements since start.
+	Baselined bool `expr:"baselined"`
 	// Variance is what a count corrected: counted minus the ledger before it
-	// (0 on other events). RelVariance divides its size by max(|ledger|, 1).
+	// (0 on other events, and on the count that opens an unbaselined
+	// ledger). RelVariance divides its size by max(|ledger|, 1).
 	Variance    float64 `expr:"variance"`
 	AbsVariance float64 `expr:"abs_variance"`
 	RelVariance float64 `expr:"rel_variance"`

@@ -130,6 +130,7 @@ type TestCase struct {
 // TestState describes a prior ledger in the terms a person thinks in.
 type TestState struct {
 	OnHand         float64            `yaml:"on_hand"`
+	Unbaselined    bool               `yaml:"unbaselined"` // no count or snapshot yet
 	UnitCost       float64            `yaml:"unit_cost"`
 	Category       string             `yaml:"category"`
 	DaysSinceCount *float64           `yaml:"days_since_count"` // unset: never counted

@@ -22,6 +22,10 @@ type Entry struct {
 	LastEvent int64
 	LastSale  int64
 
+	// Baselined is false until a count or a snapshot gave the ledger an
+	// absolute level; before that OnHand is only the sum of movements.
+	Baselined bool
+
 	HasCount     bool
 	LastCount    int64   // event time of the last physical count
 	LastCountQty float64 // what that count found
@@ -100,11 +104,7 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendVarint(b, e.FirstSeen)
 	b = binary.AppendVarint(b, e.LastEvent)
 	b = binary.AppendVarint(b, e.LastSale)
-	if e.HasCount {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
+	b = append(b, flag(e.HasCount)|flag(e.Baselined)<<1)
 	b = binary.AppendVarint(b, e.LastCount)
 	b = putF(b, e.LastCountQty)
 	b = binary.AppendUvarint(b, uint64(len(e.Sources)))
@@ -164,7 +164,8 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	e.FirstSeen = r.varint()
 	e.LastEvent = r.varint()
 	e.LastSale = r.varint()
-	e.HasCount = r.byte() == 1
+	flags := r.byte()
+	e.HasCount, e.Baselined = flags&1 != 0, flags&2 != 0
 	e.LastCount = r.varint()
 	e.LastCountQty = r.f()
 	if n := r.count(); n > 0 {
@@ -213,6 +214,13 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	}
 	e.WakeAt = r.varint()
 	return r.err
+}
+
+func flag(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func putStr(b []byte, s string) []byte {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/skuwatch/skuwatch/engine"
+)
+
+func cmdReplay(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rulesPath := fs.String("rules", "", "rule file (required)")
+	events := fs.String("events", "", "canonical events, one JSON object per line (required)")
+	out := fs.String("out", "", "exceptions output, JSONL (required)")
+	dlq := fs.String("dlq", "", "dead-letter output, JSONL (required)")
+	data := fs.String("data", "", "state directory; an existing one resumes its replay (default: a new temporary directory, removed afterwards)")
+	batch := fs.Int("batch", 2000, "input lines per committed batch")
+	if err := fs.Parse(args); err != nil {
+		return userError{err}
+	}
+	for name, v := range map[string]string{"--rules": *rulesPath, "--events": *events, "--out": *out, "--dlq": *dlq} {
+		if v == "" {
+			return userErr("%s is required", name)
+		}
+	}
+	if fs.NArg() > 0 {
+		return userErr("unexpected arguments %q", fs.Args())
+	}
+	rs, err := engine.LoadRules(*rulesPath)
+	if err != nil {
+		return userError{err}
+	}
+	if _, err := os.Stat(*events); err != nil {
+		return userError{err}
+	}
+	dir := *data
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "skuwatch-replay-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := engine.Replay(ctx, engine.ReplayConfig{
+		Rules: engine.NewRules(rs, nil), EventsPath: *events, OutPath: *out, DLQPath: *dlq,
+		DataDir: dir, BatchLines: *batch,
+	})
+	if errors.Is(err, engine.ErrOtherInput) {
+		return userError{err}
+	}
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(sum)
+	fmt.Fprintln(stdout, string(line))
+	return nil
+}
