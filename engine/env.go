@@ -26,10 +26,15 @@ func buildEnv(key string, e *state.Entry, ev *sources.Event, a applied, now int6
 	s := &env.State
 	s.OnHand, s.OnHandBefore, s.UnitCost, s.Category = e.OnHand, a.onHandBefore, e.UnitCost, e.Category
 	s.Baselined = e.Baselined
-	s.Variance = a.variance
-	s.AbsVariance = math.Abs(a.variance)
-	s.RelVariance = s.AbsVariance / math.Max(math.Abs(a.onHandBefore), 1)
+	s.Variance = e.CountVariance
+	s.AbsVariance = math.Abs(e.CountVariance)
+	s.RelVariance = s.AbsVariance / math.Max(math.Abs(e.CountLedgerBefore), 1)
+	s.Counted, s.CountLedgerBefore = e.LastCountQty, e.CountLedgerBefore
 	s.HasCount = e.HasCount
+	s.HoursSinceCount = -1
+	if e.HasCount {
+		s.HoursSinceCount = hours(now - e.LastCount)
+	}
 	since := e.FirstSeen
 	if e.HasCount {
 		since = e.LastCount

@@ -9,7 +9,6 @@ import (
 type applied struct {
 	onHandBefore float64
 	baselined    bool    // the ledger had an absolute level before the event
-	variance     float64 // count: counted − ledger before
 	late         bool
 	matched      bool // the event joined a known transfer
 	transfer     state.Transfer
@@ -22,7 +21,7 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 	t := ev.EventTime.UnixNano()
 	if isNew {
 		e.FirstSeen = t
-		rollDemand(&e.Demand, dayOf(t), true)
+		rollDemand(&e.Demand, dayOf(t), false, true)
 	}
 	if ev.Category != "" {
 		e.Category = ev.Category
@@ -40,14 +39,24 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 	move := func(delta float64) {
 		if !a.late {
 			e.OnHand += delta
+			return
+		}
+		if t >= e.PrevCount {
+			// The count saw this movement, so the ledger before the count
+			// should have had it too: the count corrected less (or more).
+			e.CountLedgerBefore += delta
+			e.CountVariance -= delta
 		}
 	}
 	switch ev.Type {
 	case sources.TypeSale:
-		move(-ev.Qty)
 		if day := dayOf(t); day >= e.Demand.Day {
-			rollDemand(&e.Demand, day, false)
+			rollDemand(&e.Demand, day, e.Baselined && e.OnHand <= 0, false)
 			e.Demand.Today += ev.Qty
+		}
+		move(-ev.Qty)
+		if e.Baselined && e.OnHand <= 0 {
+			e.Demand.Censored = true
 		}
 		e.LastSale = max(e.LastSale, t)
 	case sources.TypeReturn, sources.TypeReceipt:
@@ -63,11 +72,12 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 		a.matched, a.transfer = expect(e, ev, t)
 	case sources.TypeCount:
 		if !a.late {
+			e.CountLedgerBefore, e.CountVariance = ev.OnHand, 0
 			if e.Baselined {
-				a.variance = ev.OnHand - e.OnHand
+				e.CountLedgerBefore, e.CountVariance = e.OnHand, ev.OnHand-e.OnHand
 			}
 			e.OnHand, e.Baselined = ev.OnHand, true
-			e.HasCount, e.LastCount, e.LastCountQty = true, t, ev.OnHand
+			e.PrevCount, e.HasCount, e.LastCount, e.LastCountQty = e.LastCount, true, t, ev.OnHand
 		}
 	case sources.TypeSnapshot:
 		if t >= e.SnapshotAt {

@@ -112,7 +112,11 @@ func Replay(ctx context.Context, cfg ReplayConfig) (Summary, error) {
 		if err := json.Unmarshal(stored.Input, &pos); err != nil {
 			return Summary{}, fmt.Errorf("engine: stored replay position: %w", err)
 		}
-		if pos.InputID != inputID {
+		st, err := f.Stat()
+		if err != nil {
+			return Summary{}, err
+		}
+		if pos.InputID != inputID || st.Size() < pos.Offset {
 			return Summary{}, ErrOtherInput
 		}
 	}
@@ -243,8 +247,9 @@ func Replay(ctx context.Context, cfg ReplayConfig) (Summary, error) {
 	return summary(), nil
 }
 
-// fileID identifies an input file by its first 64 KiB, so a data dir is not
-// resumed against a different file.
+// fileID identifies an input file by its first 64 KiB; with the size check
+// at resume, a data dir is not resumed against a different file (a file that
+// grew by appending is the same input).
 func fileID(f *os.File) (string, error) {
 	buf := make([]byte, 64<<10)
 	n, err := io.ReadFull(f, buf)

@@ -52,6 +52,20 @@ func LoadRules(path string) (*rules.Ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
+	return testLoaded(rs)
+}
+
+// LoadRulesBytes is LoadRules for content already in memory; name is used in
+// messages.
+func LoadRulesBytes(name string, b []byte) (*rules.Ruleset, error) {
+	rs, err := rules.Load(name, b)
+	if err != nil {
+		return nil, err
+	}
+	return testLoaded(rs)
+}
+
+func testLoaded(rs *rules.Ruleset) (*rules.Ruleset, error) {
 	if fails := TestRules(rs); len(fails) > 0 {
 		msgs := make([]string, len(fails))
 		for i, f := range fails {

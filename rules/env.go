@@ -35,13 +35,19 @@ type StateEnv struct {
 	// Baselined is true once a count or snapshot gave the ledger an absolute
 	// level; before that on_hand is only the sum of movements since start.
 	Baselined bool `expr:"baselined"`
-	// Variance is what a count corrected: counted minus the ledger before it
-	// (0 on other events, and on the count that opens an unbaselined
-	// ledger). RelVariance divides its size by max(|ledger|, 1).
-	Variance    float64 `expr:"variance"`
-	AbsVariance float64 `expr:"abs_variance"`
-	RelVariance float64 `expr:"rel_variance"`
-	HasCount    bool    `expr:"has_count"`
+	// Variance is what the last physical count corrected: counted minus the
+	// ledger before it (0 for the count that opened an unbaselined ledger).
+	// Events that arrive after the count but happened before it move it:
+	// they show what the ledger before the count really was. RelVariance
+	// divides its size by max(|count_ledger_before|, 1).
+	Variance          float64 `expr:"variance"`
+	AbsVariance       float64 `expr:"abs_variance"`
+	RelVariance       float64 `expr:"rel_variance"`
+	Counted           float64 `expr:"counted"`
+	CountLedgerBefore float64 `expr:"count_ledger_before"`
+	HasCount          bool    `expr:"has_count"`
+	// HoursSinceCount is -1 when the key was never counted.
+	HoursSinceCount float64 `expr:"hours_since_count"`
 	// DaysSinceCount counts from the last physical count, or from the first
 	// event of a key that has never been counted.
 	DaysSinceCount float64 `expr:"days_since_count"`

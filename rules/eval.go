@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/expr-lang/expr/vm"
 )
@@ -137,11 +138,12 @@ func (e *Evaluator) num(p *vm.Program, env Env) (float64, error) {
 
 func clamp(v, lo, hi float64) float64 { return math.Min(math.Max(v, lo), hi) }
 
-// roundEvidence keeps evidence readable and stable across platforms: 4
-// significant decimals are plenty for units and money.
+// roundEvidence keeps evidence readable: 6 significant digits are plenty for
+// units, money and probabilities.
 func roundEvidence(f float64) any {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return nil
 	}
-	return math.Round(f*1e4) / 1e4
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'g', 6, 64), 64)
+	return r
 }

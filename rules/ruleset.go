@@ -243,7 +243,7 @@ func compileRule(file string, rd *ruleDoc, declared map[string]bool) (*Rule, []s
 
 func compileExpr(src string, kind expr.Option, declared map[string]bool) (*vm.Program, error) {
 	chk := &thresholdCheck{declared: declared}
-	opts := []expr.Option{expr.Env(Env{}), expr.Patch(chk), expr.Optimize(true)}
+	opts := append([]expr.Option{expr.Env(Env{}), expr.Patch(chk), expr.Optimize(true)}, functions...)
 	if kind != nil {
 		opts = append(opts, kind)
 	}

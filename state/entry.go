@@ -29,6 +29,12 @@ type Entry struct {
 	HasCount     bool
 	LastCount    int64   // event time of the last physical count
 	LastCountQty float64 // what that count found
+	PrevCount    int64   // event time of the count before it
+	// CountVariance is what the last count corrected (counted − ledger
+	// before it) and CountLedgerBefore that ledger; both move when a late
+	// event shows the ledger before the count was different.
+	CountVariance     float64
+	CountLedgerBefore float64
 
 	// Sources records the newest event time seen from each source, for sync
 	// validation (a feed that goes quiet is visible per key).
@@ -74,6 +80,9 @@ type Transfer struct {
 type Demand struct {
 	Day   int32   // UTC day number of Today
 	Today float64 // units sold so far on Day
+	// Censored is true when Day saw the shelf empty: its sales say how much
+	// stock there was, not how much demand, so the day is not folded in.
+	Censored bool
 	Days  int32   // completed days observed
 	Mean  float64
 	Sq    float64
@@ -107,6 +116,9 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 	b = append(b, flag(e.HasCount)|flag(e.Baselined)<<1)
 	b = binary.AppendVarint(b, e.LastCount)
 	b = putF(b, e.LastCountQty)
+	b = binary.AppendVarint(b, e.PrevCount)
+	b = putF(b, e.CountVariance)
+	b = putF(b, e.CountLedgerBefore)
 	b = binary.AppendUvarint(b, uint64(len(e.Sources)))
 	for _, s := range e.Sources {
 		b = putStr(b, s.Source)
@@ -119,6 +131,7 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 	d := &e.Demand
 	b = binary.AppendVarint(b, int64(d.Day))
 	b = putF(b, d.Today)
+	b = append(b, flag(d.Censored))
 	b = binary.AppendVarint(b, int64(d.Days))
 	b = putF(b, d.Mean)
 	b = putF(b, d.Sq)
@@ -168,6 +181,9 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	e.HasCount, e.Baselined = flags&1 != 0, flags&2 != 0
 	e.LastCount = r.varint()
 	e.LastCountQty = r.f()
+	e.PrevCount = r.varint()
+	e.CountVariance = r.f()
+	e.CountLedgerBefore = r.f()
 	if n := r.count(); n > 0 {
 		e.Sources = make([]SourceSeen, n)
 		for i := range e.Sources {
@@ -181,6 +197,7 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	d := &e.Demand
 	d.Day = int32(r.varint())
 	d.Today = r.f()
+	d.Censored = r.byte() == 1
 	d.Days = int32(r.varint())
 	d.Mean = r.f()
 	d.Sq = r.f()

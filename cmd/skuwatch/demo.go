@@ -1,6 +1,192 @@
 package main
 
-import "io"
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
 
-func cmdDemo(args []string, stdout, stderr io.Writer) error     { return nil }
-func cmdGenerate(args []string, stdout, stderr io.Writer) error { return nil }
+	"github.com/skuwatch/skuwatch/engine"
+	"github.com/skuwatch/skuwatch/rules"
+	"github.com/skuwatch/skuwatch/sources/synth"
+	"github.com/skuwatch/skuwatch/state"
+)
+
+func synthFlags(fs *flag.FlagSet) *synth.Config {
+	c := &synth.Config{}
+	fs.IntVar(&c.Stores, "stores", 20, "stores in the chain")
+	fs.IntVar(&c.SKUs, "skus", 100, "SKUs ranged in every store")
+	fs.IntVar(&c.Days, "days", 70, "days of trading")
+	fs.Uint64Var(&c.Seed, "seed", 1, "random seed (same seed, same stream)")
+	return c
+}
+
+func cmdGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := synthFlags(fs)
+	events := fs.String("events", "events.jsonl", "events output")
+	labels := fs.String("labels", "labels.jsonl", "labels output: the injected anomalies")
+	if err := fs.Parse(args); err != nil {
+		return userError{err}
+	}
+	st, err := generate(*cfg, *events, *labels)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d lines (%d events, %d malformed, %d redelivered, %d late) to %s\n",
+		st.Lines, st.Events, st.Malformed, st.Duplicates, st.Late, *events)
+	return nil
+}
+
+func generate(cfg synth.Config, eventsPath, labelsPath string) (synth.Stats, error) {
+	f, err := os.Create(eventsPath)
+	if err != nil {
+		return synth.Stats{}, userError{err}
+	}
+	defer f.Close()
+	labels, st, err := synth.Generate(cfg, f)
+	if err != nil {
+		return st, err
+	}
+	if err := f.Close(); err != nil {
+		return st, err
+	}
+	lf, err := os.Create(labelsPath)
+	if err != nil {
+		return st, userError{err}
+	}
+	defer lf.Close()
+	enc := json.NewEncoder(lf)
+	for _, l := range labels {
+		if err := enc.Encode(l); err != nil {
+			return st, err
+		}
+	}
+	return st, lf.Close()
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := synthFlags(fs)
+	dir := fs.String("dir", "", "where to leave the files (default: a temporary directory, removed afterwards)")
+	rulesPath := fs.String("rules", "", "rule file (default: the built-in rules/default.yaml)")
+	if err := fs.Parse(args); err != nil {
+		return userError{err}
+	}
+	var rs *rules.Ruleset
+	var err error
+	if *rulesPath != "" {
+		rs, err = engine.LoadRules(*rulesPath)
+	} else {
+		rs, err = engine.LoadRulesBytes("rules/default.yaml", rules.Default)
+	}
+	if err != nil {
+		return userError{err}
+	}
+	out := *dir
+	if out == "" {
+		if out, err = os.MkdirTemp("", "skuwatch-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(out)
+	} else if err := os.MkdirAll(out, 0o755); err != nil {
+		return userError{err}
+	}
+	p := func(name string) string { return filepath.Join(out, name) }
+	if err := os.RemoveAll(p("state")); err != nil { // a demo always starts afresh
+		return err
+	}
+	fmt.Fprintf(stdout, "skuwatch demo: %d stores × %d SKUs × %d days, ruleset %s\n", cfg.Stores, cfg.SKUs, cfg.Days, rs.Version)
+	t0 := time.Now()
+	st, err := generate(*cfg, p("events.jsonl"), p("labels.jsonl"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "generated %d lines (%d malformed, %d redelivered, %d delivered late) in %s\n",
+		st.Lines, st.Malformed, st.Duplicates, st.Late, time.Since(t0).Round(time.Millisecond))
+	t1 := time.Now()
+	sum, err := engine.Replay(context.Background(), engine.ReplayConfig{
+		Rules: engine.NewRules(rs, nil), EventsPath: p("events.jsonl"), OutPath: p("exceptions.jsonl"),
+		DLQPath: p("deadletter.jsonl"), DataDir: p("state"),
+	})
+	if err != nil {
+		return err
+	}
+	el := time.Since(t1)
+	fmt.Fprintf(stdout, "replayed %d events in %s (%.0f events/s): %d processed, %d dead-lettered, %d duplicates ignored, %d late\n",
+		sum.Events, el.Round(time.Millisecond), float64(sum.Events)/el.Seconds(), sum.Processed, sum.DeadLettered, sum.Duplicates, sum.Late)
+	fmt.Fprintf(stdout, "exceptions: %d opened, %d updated, %d resolved; %d timer evaluations\n\n",
+		sum.ExceptionsOpened, sum.ExceptionsUpdated, sum.ExceptionsResolved, sum.TimersFired)
+	labels, err := readLabels(p("labels.jsonl"))
+	if err != nil {
+		return err
+	}
+	dets, err := readDetections(p("exceptions.jsonl"))
+	if err != nil {
+		return err
+	}
+	scores := synth.Score(labels, dets)
+	printScores(stdout, scores)
+	if *dir != "" {
+		fmt.Fprintf(stdout, "\nfiles in %s: events.jsonl labels.jsonl exceptions.jsonl deadletter.jsonl state/\n", out)
+	}
+	return nil
+}
+
+func printScores(w io.Writer, scores []synth.RuleScore) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "rule\tlabelled\tdetected\tcorrect\tprecision\trecall\t")
+	for _, s := range scores {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.3f\t%.3f\t\n", s.Rule, s.Labels, s.Detections, s.TruePositives, s.Precision, s.Recall)
+	}
+	tw.Flush()
+}
+
+func readLabels(path string) ([]synth.Label, error) {
+	var out []synth.Label
+	return out, eachJSONLine(path, func(b []byte) error {
+		var l synth.Label
+		err := json.Unmarshal(b, &l)
+		out = append(out, l)
+		return err
+	})
+}
+
+// readDetections returns the opened exceptions of an exceptions JSONL file.
+func readDetections(path string) ([]synth.Detection, error) {
+	var out []synth.Detection
+	return out, eachJSONLine(path, func(b []byte) error {
+		var x state.Exception
+		if err := json.Unmarshal(b, &x); err != nil {
+			return err
+		}
+		if x.Change == engine.ChangeOpened {
+			out = append(out, synth.Detection{Rule: x.Rule, SKU: x.SKU, Location: x.Location, DetectedAt: x.DetectedAt})
+		}
+		return nil
+	})
+}
+
+func eachJSONLine(path string, fn func([]byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return sc.Err()
+}
