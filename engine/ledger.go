@@ -8,7 +8,7 @@ import (
 // applied is what applying one event did, for the rule environment.
 type applied struct {
 	onHandBefore float64
-	baselined    bool    // the ledger had an absolute level before the event
+	baselined    bool // the ledger had an absolute level before the event
 	late         bool
 	matched      bool // the event joined a known transfer
 	transfer     state.Transfer

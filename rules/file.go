@@ -2,8 +2,10 @@ package rules
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -182,7 +184,7 @@ func Load(name string, b []byte) (*Ruleset, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(name, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
@@ -194,6 +196,33 @@ func Load(name string, b []byte) (*Ruleset, error) {
 		return nil, &LoadError{File: name, Problems: errs}
 	}
 	return rs, nil
+}
+
+var (
+	lineRE = regexp.MustCompile(`^line (\d+): `)
+	typeRE = regexp.MustCompile(` in type [\w.]+`)
+)
+
+// yamlError turns the YAML library's errors into file:line: text lines.
+func yamlError(name string, err error) error {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		m = typeRE.ReplaceAllString(m, "")
+		if loc := lineRE.FindStringSubmatch(m); loc != nil {
+			m = fmt.Sprintf("%s:%s: %s", name, loc[1], m[len(loc[0]):])
+		} else {
+			m = name + ": " + m
+		}
+		out[i] = m
+	}
+	return &LoadError{File: name, Problems: out}
 }
 
 // setLines copies the line of each rule, test and season from the node tree:

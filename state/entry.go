@@ -83,12 +83,12 @@ type Demand struct {
 	// Censored is true when Day saw the shelf empty: its sales say how much
 	// stock there was, not how much demand, so the day is not folded in.
 	Censored bool
-	Days  int32   // completed days observed
-	Mean  float64
-	Sq    float64
-	WDays [7]int32
-	WMean [7]float64
-	WSq   [7]float64
+	Days     int32 // completed days observed
+	Mean     float64
+	Sq       float64
+	WDays    [7]int32
+	WMean    [7]float64
+	WSq      [7]float64
 }
 
 const entryFormat = 1
