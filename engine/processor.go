@@ -293,7 +293,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 		if sample {
 			start = time.Now()
 		}
-		v, err := p.eval.Judge(r, env, idx >= 0)
+		v, err := p.eval.Judge(r, &env, idx >= 0)
 		if sample {
 			p.m.ruleEval.WithLabelValues(r.ID).Observe(time.Since(start).Seconds())
 		}
@@ -303,7 +303,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 		}
 		switch v {
 		case rules.Fire:
-			d, err := p.eval.Details(r, env)
+			d, err := p.eval.Details(r, &env)
 			if err != nil {
 				p.ruleError(r, err)
 				continue
@@ -320,7 +320,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 	if err := lc.dropRemovedRules(); err != nil {
 		return err
 	}
-	return p.schedule(key, e, rs, env, now)
+	return p.schedule(key, e, rs, &env, now)
 }
 
 func (p *Processor) ruleError(r *rules.Rule, err error) {
@@ -330,7 +330,7 @@ func (p *Processor) ruleError(r *rules.Rule, err error) {
 
 // schedule sets the key's wake time: the earliest any timer rule asks for,
 // rounded up to the minute so that an unchanged deadline keeps its index row.
-func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env rules.Env, now int64) error {
+func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env *rules.Env, now int64) error {
 	var wake int64
 	for _, r := range rs.Wakers() {
 		h, ok, err := p.eval.WakeAfterHours(r, env)

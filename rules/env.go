@@ -1,7 +1,8 @@
 package rules
 
-// Env is what a rule expression sees. It is passed by value to the VM (the
-// measured fast path: one allocation per run), so it holds only plain values.
+// Env is what a rule expression sees. The evaluator passes it by pointer: it
+// is a few hundred bytes, and boxing a copy per run cost more than the
+// pointer indirection. It holds only plain values.
 type Env struct {
 	Event    EventEnv           `expr:"event"`
 	State    StateEnv           `expr:"state"`

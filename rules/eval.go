@@ -26,7 +26,7 @@ const (
 
 // Judge evaluates when, and, if it is false and an exception is open, the
 // rule's resolve condition (or, without one, "when is false").
-func (e *Evaluator) Judge(r *Rule, env Env, open bool) (Verdict, error) {
+func (e *Evaluator) Judge(r *Rule, env *Env, open bool) (Verdict, error) {
 	fired, err := e.bool(r.when, env)
 	if err != nil {
 		return Hold, fmt.Errorf("rule %s: when: %w", r.ID, err)
@@ -61,7 +61,7 @@ type Details struct {
 // Details evaluates a firing rule's severity, score, impact and evidence.
 // Severity is clamped to 1–5 and score to 0–100, so a rule can never emit a
 // value outside the contract.
-func (e *Evaluator) Details(r *Rule, env Env) (Details, error) {
+func (e *Evaluator) Details(r *Rule, env *Env) (Details, error) {
 	var d Details
 	sev, err := e.num(r.severity, env)
 	if err != nil {
@@ -96,7 +96,7 @@ func (e *Evaluator) Details(r *Rule, env Env) (Details, error) {
 
 // WakeAfterHours evaluates the rule's wake expression; ok is false when the
 // rule has none or asks for no timer (a value ≤ 0 or not finite).
-func (e *Evaluator) WakeAfterHours(r *Rule, env Env) (hours float64, ok bool, err error) {
+func (e *Evaluator) WakeAfterHours(r *Rule, env *Env) (hours float64, ok bool, err error) {
 	if r.wake == nil {
 		return 0, false, nil
 	}
@@ -110,7 +110,7 @@ func (e *Evaluator) WakeAfterHours(r *Rule, env Env) (hours float64, ok bool, er
 	return h, true, nil
 }
 
-func (e *Evaluator) bool(p *vm.Program, env Env) (bool, error) {
+func (e *Evaluator) bool(p *vm.Program, env *Env) (bool, error) {
 	v, err := e.vm.Run(p, env)
 	if err != nil {
 		return false, err
@@ -119,7 +119,7 @@ func (e *Evaluator) bool(p *vm.Program, env Env) (bool, error) {
 	return b, nil
 }
 
-func (e *Evaluator) num(p *vm.Program, env Env) (float64, error) {
+func (e *Evaluator) num(p *vm.Program, env *Env) (float64, error) {
 	v, err := e.vm.Run(p, env)
 	if err != nil {
 		return 0, err

@@ -31,11 +31,11 @@ func TestLoadMinimal(t *testing.T) {
 		t.Fatalf("rule %+v", r)
 	}
 	var ev Evaluator
-	v, err := ev.Judge(r, Env{State: StateEnv{OnHand: -1}, T: rs.Thresholds("", time.June)}, false)
+	v, err := ev.Judge(r, &Env{State: StateEnv{OnHand: -1}, T: rs.Thresholds("", time.June)}, false)
 	if err != nil || v != Fire {
 		t.Errorf("Judge = %v, %v", v, err)
 	}
-	v, _ = ev.Judge(r, Env{State: StateEnv{OnHand: 1}, T: rs.Thresholds("", time.June)}, true)
+	v, _ = ev.Judge(r, &Env{State: StateEnv{OnHand: 1}, T: rs.Thresholds("", time.June)}, true)
 	if v != Cleared {
 		t.Errorf("cleared condition with an open exception = %v", v)
 	}

@@ -63,7 +63,12 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref()
-	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{o.Logger}}
+	// A large memtable absorbs the rewrites of hot ledger rows (each batch
+	// rewrites every row it touched) before they reach an sstable: flushes
+	// and compactions were most of the write path's cost with the 4 MiB
+	// default.
+	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{o.Logger}, MemTableSize: 64 << 20,
+		MemTableStopWritesThreshold: 4, L0CompactionThreshold: 4, L0StopWritesThreshold: 24}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
