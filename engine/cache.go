@@ -26,8 +26,8 @@ func newEntryCache(capacity int) *entryCache {
 	return c
 }
 
-func (c *entryCache) get(key string) *cacheItem {
-	it := c.m[key]
+func (c *entryCache) get(key []byte) *cacheItem {
+	it := c.m[string(key)]
 	if it != nil && c.head.next != it {
 		c.unlink(it)
 		c.pushFront(it)

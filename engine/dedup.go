@@ -7,43 +7,75 @@ import (
 	"github.com/skuwatch/skuwatch/state"
 )
 
-// dedup answers "was this event id applied?" without a Pebble read for the
-// common case: a Bloom filter over every applied id says "new" for certain,
-// and only a filter hit is checked against the batch and the store. The
-// filter is rebuilt larger from the store when it fills up.
-type dedup struct {
-	store    *state.Store
-	filter   *bloom.BloomFilter
+// keyFilter is a Bloom filter over every key of one store table: "no" is
+// certain, so a lookup of a key the table has never held needs no Pebble
+// read. It grows by rebuilding from the table (scan) when it fills up.
+type keyFilter struct {
+	f        *bloom.BloomFilter
 	capacity uint
 	count    uint
-	pending  map[string]struct{} // ids marked in the uncommitted batch
+	scan     func(func([]byte)) error
 }
 
-const dedupFalsePositive = 0.01
+const filterFalsePositive = 0.01
 
-func newDedup(store *state.Store, capacity uint) (*dedup, error) {
-	d := &dedup{store: store, capacity: capacity, pending: map[string]struct{}{}}
-	return d, d.rebuild()
+func newKeyFilter(capacity uint, scan func(func([]byte)) error) (*keyFilter, error) {
+	k := &keyFilter{capacity: capacity, scan: scan}
+	return k, k.rebuild()
 }
 
-func (d *dedup) rebuild() error {
+func (k *keyFilter) rebuild() error {
 	for {
-		f := bloom.NewWithEstimates(d.capacity, dedupFalsePositive)
+		f := bloom.NewWithEstimates(k.capacity, filterFalsePositive)
 		var n uint
-		if err := d.store.EachApplied(func(k []byte) { f.Add(k); n++ }); err != nil {
-			return fmt.Errorf("engine: rebuild dedup filter: %w", err)
+		if err := k.scan(func(b []byte) { f.Add(b); n++ }); err != nil {
+			return fmt.Errorf("engine: rebuild key filter: %w", err)
 		}
-		if n <= d.capacity*3/4 {
-			d.filter, d.count = f, n
+		if n <= k.capacity*3/4 {
+			k.f, k.count = f, n
 			return nil
 		}
-		d.capacity *= 2
+		k.capacity *= 2
 	}
+}
+
+func (k *keyFilter) mayContain(b []byte) bool { return k.f.Test(b) }
+
+func (k *keyFilter) add(b []byte) {
+	k.f.Add(b)
+	k.count++
+}
+
+// grow rebuilds a filter that holds more keys than it was sized for. Call it
+// after a commit, when every added key is in the store.
+func (k *keyFilter) grow() error {
+	if k.count <= k.capacity {
+		return nil
+	}
+	k.capacity *= 2
+	return k.rebuild()
+}
+
+// dedup answers "was this event id applied?" without a Pebble read for the
+// common case: the filter says "new" for certain, and only a filter hit is
+// checked against the batch and the store.
+type dedup struct {
+	store   *state.Store
+	ids     *keyFilter
+	pending map[string]struct{} // ids marked in the uncommitted batch
+}
+
+func newDedup(store *state.Store, capacity uint) (*dedup, error) {
+	ids, err := newKeyFilter(capacity, store.EachApplied)
+	if err != nil {
+		return nil, err
+	}
+	return &dedup{store: store, ids: ids, pending: map[string]struct{}{}}, nil
 }
 
 // seen reports whether key was applied before; it does not mark it.
 func (d *dedup) seen(key []byte, source, id string, kind byte) (bool, error) {
-	if !d.filter.Test(key) {
+	if !d.ids.mayContain(key) {
 		return false, nil
 	}
 	if _, ok := d.pending[string(key)]; ok {
@@ -53,23 +85,18 @@ func (d *dedup) seen(key []byte, source, id string, kind byte) (bool, error) {
 }
 
 func (d *dedup) mark(key []byte) {
-	d.filter.Add(key)
+	d.ids.add(key)
 	d.pending[string(key)] = struct{}{}
-	d.count++
 }
 
 // committed is called after the batch holding the marks committed.
 func (d *dedup) committed() error {
 	clear(d.pending)
-	if d.count > d.capacity {
-		d.capacity *= 2
-		return d.rebuild()
-	}
-	return nil
+	return d.ids.grow()
 }
 
 // discard forgets the marks of a batch that was not committed.
 func (d *dedup) discard() error {
 	clear(d.pending)
-	return d.rebuild()
+	return d.ids.rebuild()
 }

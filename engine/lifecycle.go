@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"time"
 
@@ -75,7 +76,7 @@ func (l *lifecycle) fire(r *rules.Rule, idx int, d rules.Details) error {
 		return l.emit(&l.e.Open[len(l.e.Open)-1])
 	}
 	x := &l.e.Open[idx]
-	if x.Severity == d.Severity && x.Score == d.Score && x.FinancialImpact == d.Impact && reflect.DeepEqual(x.Evidence, d.Evidence) {
+	if !material(x, d) {
 		return nil // nothing new to say
 	}
 	if d.Severity > x.Severity {
@@ -89,6 +90,42 @@ func (l *lifecycle) fire(r *rules.Rule, idx int, d rules.Details) error {
 	x.Version++
 	l.p.Counts.Updated++
 	return l.emit(x)
+}
+
+// material reports whether a re-trigger says something new: another
+// severity, a score at least a point away, or an impact or evidence value at
+// least 1% away (a string or boolean that differs at all). Values that drift
+// with the clock, like days since a count, then make an update now and then
+// instead of on every event.
+func material(x *state.Exception, d rules.Details) bool {
+	if x.Severity != d.Severity || math.Abs(x.Score-d.Score) >= 1 || moved(x.FinancialImpact, d.Impact) {
+		return true
+	}
+	if len(x.Evidence) != len(d.Evidence) {
+		return true
+	}
+	for k, nv := range d.Evidence {
+		ov, ok := x.Evidence[k]
+		if !ok {
+			return true
+		}
+		of, ok1 := ov.(float64)
+		nf, ok2 := nv.(float64)
+		if ok1 && ok2 {
+			if moved(of, nf) {
+				return true
+			}
+			continue
+		}
+		if !reflect.DeepEqual(ov, nv) {
+			return true
+		}
+	}
+	return false
+}
+
+func moved(a, b float64) bool {
+	return math.Abs(a-b) > 0.01*math.Max(math.Abs(a), math.Abs(b)) && math.Abs(a-b) >= 1e-9
 }
 
 func (l *lifecycle) resolve(idx int, cause string) error {
@@ -119,10 +156,12 @@ func (l *lifecycle) dropRemovedRules() error {
 }
 
 func (l *lifecycle) emit(x *state.Exception) error {
+	x.Encoded = nil
 	j, err := json.Marshal(x)
 	if err != nil {
 		return fmt.Errorf("engine: encode exception %s: %w", x.ExceptionID, err)
 	}
+	x.Encoded = j
 	l.p.m.exceptions.WithLabelValues(x.Rule, x.Change).Inc()
 	if err := l.p.batch.PutException(x.ExceptionID, j); err != nil {
 		return err

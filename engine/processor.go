@@ -49,16 +49,18 @@ const (
 // cycle: Apply / DeadLetter / FireTimers any number of times, then Commit.
 // A Processor is for one goroutine.
 type Processor struct {
-	cfg     ProcessorConfig
-	store   *state.Store
-	m       *Metrics
-	log     *slog.Logger
-	cache   *entryCache
-	dedup   *dedup
-	batch   *state.Batch
-	eval    rules.Evaluator
-	scratch []byte
-	keyBuf  []byte
+	cfg      ProcessorConfig
+	store    *state.Store
+	m        *Metrics
+	log      *slog.Logger
+	cache    *entryCache
+	dedup    *dedup
+	ledger   *keyFilter // every state key the store holds a row for
+	batch    *state.Batch
+	eval     rules.Evaluator
+	scratch  []byte
+	keyBuf   []byte // dedup key of the current event
+	stateKey []byte // state key of the current event
 
 	seq       map[state.Stream]uint64
 	nextTimer int64       // earliest known due timer, 0 for none
@@ -107,6 +109,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if p.dedup, err = newDedup(p.store, cfg.ExpectedEventIDs); err != nil {
 		return nil, err
 	}
+	if p.ledger, err = newKeyFilter(uint(cfg.CacheEntries), p.store.EachEntryKey); err != nil {
+		return nil, err
+	}
 	if err := p.loadNextTimer(); err != nil {
 		return nil, err
 	}
@@ -143,19 +148,25 @@ func (p *Processor) Position() (Position, error) {
 	return Position{Input: in, Watermark: int64(wm)}, err
 }
 
-// entry returns the cached ledger row of key, loading it from the store.
-func (p *Processor) entry(key string) (*cacheItem, bool, error) {
+// entry returns the cached ledger row of key, loading it from the store. The
+// key bytes are copied only when the row enters the cache.
+func (p *Processor) entry(key []byte) (*cacheItem, bool, error) {
 	if it := p.cache.get(key); it != nil {
 		return it, false, nil
 	}
-	e, ok, err := p.store.Entry(key)
-	if err != nil {
-		return nil, false, err
+	var e *state.Entry
+	ok := false
+	if p.ledger.mayContain(key) {
+		var err error
+		if e, ok, err = p.store.Entry(string(key)); err != nil {
+			return nil, false, err
+		}
 	}
 	if !ok {
 		e = &state.Entry{}
+		p.ledger.add(key)
 	}
-	return p.cache.put(key, e), !ok, nil
+	return p.cache.put(string(key), e), !ok, nil
 }
 
 // DeadLetter writes a rejected input to the dead-letter stream in this batch.
@@ -197,11 +208,12 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 	if err := p.batch.MarkApplied(ev.Source, ev.EventID, kind, ev.EventTime.UnixNano()); err != nil {
 		return err
 	}
-	key := ev.StateKey()
-	it, isNew, err := p.entry(key)
+	p.stateKey = append(append(append(p.stateKey[:0], ev.SKU...), 0), ev.Location...)
+	it, isNew, err := p.entry(p.stateKey)
 	if err != nil {
 		return err
 	}
+	key := it.key
 	a := applyEvent(it.e, ev, isNew)
 	if a.late {
 		p.Counts.Late++
@@ -261,7 +273,8 @@ func compareTimers(a, b state.Timer) int {
 }
 
 func (p *Processor) fire(t state.Timer) error {
-	it, isNew, err := p.entry(t.StateKey)
+	p.stateKey = append(p.stateKey[:0], t.StateKey...)
+	it, isNew, err := p.entry(p.stateKey)
 	if err != nil {
 		return err
 	}
@@ -330,6 +343,8 @@ func (p *Processor) ruleError(r *rules.Rule, err error) {
 
 // schedule sets the key's wake time: the earliest any timer rule asks for,
 // rounded up to the minute so that an unchanged deadline keeps its index row.
+// Every timer rule is asked, whatever the trigger, so the wake time is exact
+// and no timer fires for nothing.
 func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env *rules.Env, now int64) error {
 	var wake int64
 	for _, r := range rs.Wakers() {
@@ -396,6 +411,9 @@ func (p *Processor) Commit(pos Position, sync bool) error {
 	p.pending = p.pending[:0]
 	p.firedDone = p.fired
 	if err := p.dedup.committed(); err != nil {
+		return err
+	}
+	if err := p.ledger.grow(); err != nil {
 		return err
 	}
 	p.m.batchSeconds.Observe(time.Since(start).Seconds())

@@ -153,9 +153,12 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Open)))
 	for i := range e.Open {
-		j, err := json.Marshal(&e.Open[i])
-		if err != nil {
-			return nil, fmt.Errorf("state: encode open exception %s: %w", e.Open[i].ExceptionID, err)
+		j := e.Open[i].Encoded
+		if j == nil {
+			var err error
+			if j, err = json.Marshal(&e.Open[i]); err != nil {
+				return nil, fmt.Errorf("state: encode open exception %s: %w", e.Open[i].ExceptionID, err)
+			}
 		}
 		b = binary.AppendUvarint(b, uint64(len(j)))
 		b = append(b, j...)
@@ -227,6 +230,7 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 			if err := json.Unmarshal(j, &e.Open[i]); err != nil {
 				return fmt.Errorf("state: decode open exception: %w", err)
 			}
+			e.Open[i].Encoded = append([]byte(nil), j...)
 		}
 	}
 	e.WakeAt = r.varint()

@@ -28,6 +28,10 @@ func TestEntryRoundTrip(t *testing.T) {
 	if err := got.UnmarshalBinary(b); err != nil {
 		t.Fatal(err)
 	}
+	if got.Open[0].Encoded == nil {
+		t.Error("decoded open exception keeps no encoding")
+	}
+	got.Open[0].Encoded = nil
 	if !reflect.DeepEqual(got, e) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", got, e)
 	}

@@ -39,6 +39,11 @@ type Exception struct {
 	TriggerEventID  string         `json:"trigger_event_id"`
 	ResolutionCause string         `json:"resolution_cause,omitempty"`
 	Version         int            `json:"version"`
+
+	// Encoded is this version's JSON when the writer already has it; the
+	// ledger row stores it as is instead of encoding again. Whoever changes
+	// a field must reset it.
+	Encoded []byte `json:"-"`
 }
 
 // DeadLetter is one rejected input, as the dead-letter sinks see it. Raw holds

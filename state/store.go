@@ -36,7 +36,7 @@ var ErrClosed = errors.New("state: closed")
 
 // Options configure Open. The zero value is usable.
 type Options struct {
-	// CacheBytes is Pebble's block cache. The default is 64 MiB.
+	// CacheBytes is Pebble's block cache. The default is 256 MiB.
 	CacheBytes int64
 	// InMemory keeps the database in memory (rule-file tests); dir is then
 	// only a name. The default is false.
@@ -56,7 +56,7 @@ type Store struct {
 // Open opens or creates the store in dir.
 func Open(dir string, o Options) (*Store, error) {
 	if o.CacheBytes <= 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 256 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -67,7 +67,7 @@ func Open(dir string, o Options) (*Store, error) {
 	// rewrites every row it touched) before they reach an sstable: flushes
 	// and compactions were most of the write path's cost with the 4 MiB
 	// default.
-	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{o.Logger}, MemTableSize: 64 << 20,
+	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{o.Logger}, MemTableSize: 32 << 20,
 		MemTableStopWritesThreshold: 4, L0CompactionThreshold: 4, L0StopWritesThreshold: 24}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -125,8 +125,15 @@ func (s *Store) Applied(source, eventID string, kind byte) (bool, error) {
 
 // EachApplied calls fn with the dedup key of every applied event id, in key
 // order; the engine uses it to rebuild its in-memory filter at start.
-func (s *Store) EachApplied(fn func(dedupKey []byte)) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagApplied}, UpperBound: []byte{tagApplied + 1}})
+func (s *Store) EachApplied(fn func(dedupKey []byte)) error { return s.eachKey(tagApplied, fn) }
+
+// EachEntryKey calls fn with the state key of every ledger row.
+func (s *Store) EachEntryKey(fn func(stateKey []byte)) error { return s.eachKey(tagLedger, fn) }
+
+// eachKey calls fn with every key of one table, tag removed. The slice is
+// only valid during the call.
+func (s *Store) eachKey(tag byte, fn func([]byte)) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}, KeyTypes: pebble.IterKeyTypePointsOnly})
 	if err != nil {
 		return err
 	}
