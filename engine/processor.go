@@ -21,7 +21,9 @@ type ProcessorConfig struct {
 	Store *state.Store
 	// Rules is the running ruleset. Required.
 	Rules *Rules
-	// CacheEntries bounds the in-memory ledger rows. The default is 100000.
+	// CacheEntries bounds the in-memory ledger rows (the working set; the
+	// rest stays in Pebble). A row costs roughly 1 KiB with its share of the
+	// filters. The default is 250000.
 	CacheEntries int
 	// ExpectedEventIDs sizes the dedup filter before its first growth. The
 	// default is 1<<20.
@@ -85,7 +87,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		return nil, fmt.Errorf("engine: processor needs a store and rules")
 	}
 	if cfg.CacheEntries <= 0 {
-		cfg.CacheEntries = 100_000
+		cfg.CacheEntries = 250_000
 	}
 	if cfg.ExpectedEventIDs == 0 {
 		cfg.ExpectedEventIDs = 1 << 20

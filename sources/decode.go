@@ -26,7 +26,29 @@ func (e *FieldError) Error() string { return fmt.Sprintf("field %q: %s", e.Field
 // Decoder decodes canonical event JSON. It reuses its parser between calls,
 // so a Decoder is for one goroutine at a time; make one per goroutine.
 type Decoder struct {
-	p fastjson.Parser
+	p      fastjson.Parser
+	intern map[string]string // low-cardinality values: source, type, location, category
+}
+
+// maxInterned bounds the intern table; it is cleared when full.
+const maxInterned = 1 << 14
+
+func (d *Decoder) internStr(key string, v *fastjson.Value, dst *string) error {
+	if v.Type() != fastjson.TypeString {
+		return str(key, v, dst)
+	}
+	b, _ := v.StringBytes()
+	if s, ok := d.intern[string(b)]; ok {
+		*dst = s
+		return nil
+	}
+	if d.intern == nil || len(d.intern) >= maxInterned {
+		d.intern = make(map[string]string, 256)
+	}
+	s := string(b)
+	d.intern[s] = s
+	*dst = s
+	return nil
 }
 
 // Decode parses one canonical event. Fields the contract does not name are
@@ -51,31 +73,31 @@ func (d *Decoder) Decode(b []byte) (Event, error) {
 		if ferr != nil {
 			return
 		}
-		ferr = decodeField(&ev, string(key), fv)
+		ferr = d.decodeField(&ev, key, fv)
 	})
 	return ev, ferr
 }
 
-func decodeField(ev *Event, key string, v *fastjson.Value) error {
-	switch key {
+func (d *Decoder) decodeField(ev *Event, kb []byte, v *fastjson.Value) error {
+	switch key := string(kb); key {
 	case "event_id":
 		return str(key, v, &ev.EventID)
 	case "source":
-		return str(key, v, &ev.Source)
+		return d.internStr(key, v, &ev.Source)
 	case "type":
-		return str(key, v, &ev.Type)
+		return d.internStr(key, v, &ev.Type)
 	case "sku":
 		return str(key, v, &ev.SKU)
 	case "location":
-		return str(key, v, &ev.Location)
+		return d.internStr(key, v, &ev.Location)
 	case "transfer_id":
 		return str(key, v, &ev.TransferID)
 	case "to_location":
-		return str(key, v, &ev.ToLocation)
+		return d.internStr(key, v, &ev.ToLocation)
 	case "from_location":
-		return str(key, v, &ev.FromLocation)
+		return d.internStr(key, v, &ev.FromLocation)
 	case "category":
-		return str(key, v, &ev.Category)
+		return d.internStr(key, v, &ev.Category)
 	case "qty":
 		return num(key, v, &ev.Qty, &ev.HasQty)
 	case "on_hand":

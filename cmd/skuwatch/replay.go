@@ -23,6 +23,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	dlq := fs.String("dlq", "", "dead-letter output, JSONL (required)")
 	data := fs.String("data", "", "state directory; an existing one resumes its replay (default: a new temporary directory, removed afterwards)")
 	batch := fs.Int("batch", 2000, "input lines per committed batch")
+	cache := fs.Int("cache-entries", 250_000, "ledger rows kept in memory (the working set); the rest is read from the state store")
 	if err := fs.Parse(args); err != nil {
 		return userError{err}
 	}
@@ -52,7 +53,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	sum, err := engine.Replay(ctx, engine.ReplayConfig{
 		Rules: engine.NewRules(rs, nil), EventsPath: *events, OutPath: *out, DLQPath: *dlq,
-		DataDir: dir, BatchLines: *batch,
+		DataDir: dir, BatchLines: *batch, CacheEntries: *cache,
 	})
 	if errors.Is(err, engine.ErrOtherInput) {
 		return userError{err}
