@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -75,7 +76,11 @@ func BenchmarkDecodeValidate(b *testing.B) {
 
 // writeStream writes n canonical events over keys SKU-locations: every key
 // opens with a count, then a mix of sales (most), receipts, counts,
-// adjustments and transfers, with event time moving forward ~20 ms a step.
+// adjustments and receipts of transfers, with event time moving forward
+// ~20 ms a step. It keeps each key's stock like a store would: counts find
+// the ledger (one in fifty finds a real variance) and a shelf is restocked
+// before it runs out (one sale in a thousand oversells), so exceptions are
+// as rare as on a real chain and the benchmark measures the common path.
 func writeStream(b *testing.B, path string, n, keys int) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -86,22 +91,36 @@ func writeStream(b *testing.B, path string, n, keys int) {
 	t0 := time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC)
 	var line []byte
 	opened := make([]bool, keys)
+	stock := make([]float64, keys)
 	for i := 0; i < n; i++ {
 		k := r.IntN(keys)
 		ev := sources.Event{EventID: strconv.Itoa(i), Source: "pos", SKU: "SKU-" + strconv.Itoa(k/50), Location: "ST" + strconv.Itoa(k%50),
 			Category: "grocery", EventTime: t0.Add(time.Duration(i) * 20 * time.Millisecond)}
 		switch x := r.IntN(100); {
 		case !opened[k] || x < 3:
-			ev.Type, ev.Source, ev.OnHand, ev.HasOnHand, ev.UnitCost, ev.HasUnitCost = sources.TypeCount, "wms", 40, true, 3, true
+			if !opened[k] {
+				stock[k] = 40
+			} else if r.IntN(50) == 0 {
+				stock[k] -= 10 // shrink the count reveals
+			}
+			stock[k] = math.Max(0, stock[k])
+			ev.Type, ev.Source, ev.OnHand, ev.HasOnHand, ev.UnitCost, ev.HasUnitCost = sources.TypeCount, "wms", stock[k], true, 3, true
 			opened[k] = true
-		case x < 8:
+		case x < 5 || stock[k] < 4:
 			ev.Type, ev.Source, ev.Qty, ev.HasQty = sources.TypeReceipt, "wms", 20, true
-		case x < 10:
+			stock[k] += 20
+		case x < 7 && stock[k] > 1:
 			ev.Type, ev.Source, ev.Qty, ev.HasQty = sources.TypeAdjustment, "manual", -1, true
-		case x < 12:
+			stock[k]--
+		case x < 9:
 			ev.Type, ev.Source, ev.Qty, ev.HasQty, ev.TransferID, ev.FromLocation = sources.TypeTransferIn, "wms", 5, true, "T"+strconv.Itoa(i), "WH"
+			stock[k] += 5
 		default:
 			ev.Type, ev.Qty, ev.HasQty = sources.TypeSale, float64(1+r.IntN(2)), true
+			if r.IntN(1000) == 0 {
+				ev.Qty = math.Max(stock[k], 0) + 2 // an oversell: negative stock
+			}
+			stock[k] -= ev.Qty
 		}
 		line = append(sources.AppendJSON(line[:0], &ev), '\n')
 		w.Write(line)

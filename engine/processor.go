@@ -23,7 +23,7 @@ type ProcessorConfig struct {
 	Rules *Rules
 	// CacheEntries bounds the in-memory ledger rows (the working set; the
 	// rest stays in Pebble). A row costs roughly 1 KiB with its share of the
-	// filters. The default is 250000.
+	// filters. The default is 500000.
 	CacheEntries int
 	// ExpectedEventIDs sizes the dedup filter before its first growth. The
 	// default is 1<<20.
@@ -87,7 +87,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		return nil, fmt.Errorf("engine: processor needs a store and rules")
 	}
 	if cfg.CacheEntries <= 0 {
-		cfg.CacheEntries = 250_000
+		cfg.CacheEntries = 500_000
 	}
 	if cfg.ExpectedEventIDs == 0 {
 		cfg.ExpectedEventIDs = 1 << 20
@@ -300,7 +300,11 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 	th := rs.Thresholds(e.Category, time.Unix(0, now).UTC().Month())
 	env := buildEnv(key, e, ev, a, now, th)
 	lc := lifecycle{p: p, key: key, e: e, rs: rs, now: now, trigSource: trigSource, trigID: trigID, eventTime: eventTime, trigger: trigger}
-	for _, r := range rs.For(trigger) {
+	evaluated := rs.For(trigger)
+	if ev != nil {
+		evaluated = rs.ForEvent(trigger, a.late)
+	}
+	for _, r := range evaluated {
 		idx := openIndex(e, r.ID)
 		var start time.Time
 		sample := p.evals&63 == 0
@@ -335,7 +339,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 	if err := lc.dropRemovedRules(); err != nil {
 		return err
 	}
-	return p.schedule(key, e, rs, &env, now)
+	return p.schedule(key, e, rs, evaluated, &env, now)
 }
 
 func (p *Processor) ruleError(r *rules.Rule, err error) {
@@ -343,30 +347,42 @@ func (p *Processor) ruleError(r *rules.Rule, err error) {
 	p.log.Warn("rule evaluation failed; treated as not firing", "rule", r.ID, "err", err)
 }
 
-// schedule sets the key's wake time: the earliest any timer rule asks for,
-// rounded up to the minute so that an unchanged deadline keeps its index row.
-// Every timer rule is asked, whatever the trigger, so the wake time is exact
-// and no timer fires for nothing.
-func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env *rules.Env, now int64) error {
-	var wake int64
-	for _, r := range rs.Wakers() {
+// schedule records the wake time each timer rule just evaluated asks for
+// (rules not evaluated keep theirs) and sets the key's wake time to the
+// earliest, rounded up to the minute so that an unchanged deadline keeps its
+// index row.
+func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, evaluated []*rules.Rule, env *rules.Env, now int64) error {
+	for _, r := range evaluated {
+		if !r.HasWake() {
+			continue
+		}
 		h, ok, err := p.eval.WakeAfterHours(r, env)
 		if err != nil {
 			p.ruleError(r, err)
 			continue
 		}
-		if !ok {
-			continue
+		var at int64
+		if ok {
+			at = now + int64(h*float64(time.Hour))
+			at = (at + int64(time.Minute) - 1) / int64(time.Minute) * int64(time.Minute)
+			if at <= now {
+				at = now + int64(time.Minute)
+			}
 		}
-		w := now + int64(h*float64(time.Hour))
-		w = (w + int64(time.Minute) - 1) / int64(time.Minute) * int64(time.Minute)
-		if w <= now {
-			w = now + int64(time.Minute)
+		setWake(e, r.ID, at)
+	}
+	var wake int64
+	kept := e.Wakes[:0]
+	for _, w := range e.Wakes {
+		if r := rs.Rule(w.Rule); r == nil || !r.HasWake() {
+			continue // the rule was removed or no longer asks for timers
 		}
-		if wake == 0 || w < wake {
-			wake = w
+		kept = append(kept, w)
+		if wake == 0 || w.At < wake {
+			wake = w.At
 		}
 	}
+	e.Wakes = kept
 	if wake == e.WakeAt {
 		return nil
 	}
@@ -384,6 +400,23 @@ func (p *Processor) schedule(key string, e *state.Entry, rs *rules.Ruleset, env 
 		p.nextTimer = wake
 	}
 	return p.batch.SetTimer(wake, key)
+}
+
+// setWake sets one rule's wake time on the entry; 0 removes it.
+func setWake(e *state.Entry, rule string, at int64) {
+	for i := range e.Wakes {
+		if e.Wakes[i].Rule == rule {
+			if at == 0 {
+				e.Wakes = append(e.Wakes[:i], e.Wakes[i+1:]...)
+			} else {
+				e.Wakes[i].At = at
+			}
+			return
+		}
+	}
+	if at != 0 {
+		e.Wakes = append(e.Wakes, state.RuleWake{Rule: rule, At: at})
+	}
 }
 
 // Commit writes the batch's ledger rows and pos with everything applied since

@@ -16,9 +16,13 @@ import (
 )
 
 // Trigger names a rule may list under `on`: the canonical event types, the
-// internal transfer notice, and "timer" for evaluations with no event.
+// internal transfer notice, "timer" for evaluations with no event, and
+// "late" for any event that happened before the key's last count but
+// arrived after it.
 var Triggers = []string{"sale", "return", "receipt", "adjustment", "count", "snapshot",
-	"transfer_out", "transfer_in", "transfer_expected", "timer"}
+	"transfer_out", "transfer_in", "transfer_expected", "timer", "late"}
+
+const triggerLate = "late"
 
 // Routes a rule may send its exceptions to.
 const (
@@ -39,6 +43,7 @@ type Ruleset struct {
 	names      []string                          // declared threshold names, sorted
 	thresholds map[string][12]map[string]float64 // category ("" = default) → month-1 → values
 	byTrigger  map[string][]*Rule
+	byLate     map[string][]*Rule // event type → its rules and the late rules
 	wakers     []*Rule
 }
 
@@ -149,6 +154,14 @@ func compile(file string, raw []byte, doc *fileDoc) (*Ruleset, []string) {
 	if len(doc.Rules) == 0 {
 		bad(1, "no rules")
 	}
+	rs.byLate = map[string][]*Rule{}
+	for _, t := range Triggers {
+		for _, r := range rs.Rules {
+			if slices.Contains(r.On, t) || slices.Contains(r.On, triggerLate) {
+				rs.byLate[t] = append(rs.byLate[t], r)
+			}
+		}
+	}
 	for _, tc := range doc.Tests {
 		for _, id := range tc.Expect {
 			if !seen[id] {
@@ -181,7 +194,7 @@ func compileRule(file string, rd *ruleDoc, declared map[string]bool) (*Rule, []s
 	r := &Rule{ID: rd.ID, Description: rd.Description, Route: rd.Route, SLA: rd.SLA.D,
 		Verify: rd.Verify, Contingency: strings.TrimSpace(rd.Contingency), Line: rd.Line}
 	if len(rd.On) == 0 {
-		r.On = Triggers[:8] // every canonical event type
+		r.On = slices.Clone(Triggers[:8]) // every canonical event type
 	}
 	for _, t := range rd.On {
 		if !slices.Contains(Triggers, t) {
@@ -342,6 +355,15 @@ func (rs *Ruleset) ThresholdNames() []string { return rs.names }
 
 // For returns the rules evaluated on a trigger (an event type or "timer").
 func (rs *Ruleset) For(trigger string) []*Rule { return rs.byTrigger[trigger] }
+
+// ForEvent returns the rules evaluated on an event of a type, adding the
+// "late" rules when the event is late; each rule once, in file order.
+func (rs *Ruleset) ForEvent(typ string, late bool) []*Rule {
+	if late {
+		return rs.byLate[typ]
+	}
+	return rs.byTrigger[typ]
+}
 
 // Wakers are the rules with a wake_after_hours expression.
 func (rs *Ruleset) Wakers() []*Rule { return rs.wakers }

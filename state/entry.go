@@ -55,7 +55,16 @@ type Entry struct {
 
 	Open []Exception // at most one per rule
 
-	WakeAt int64 // next timer evaluation, 0 for none
+	// Wakes holds each timer rule's next evaluation; WakeAt is the earliest,
+	// 0 for none.
+	Wakes  []RuleWake
+	WakeAt int64
+}
+
+// RuleWake is when one rule asked to be evaluated again on a timer.
+type RuleWake struct {
+	Rule string
+	At   int64
 }
 
 // SourceSeen is the newest event time of one source on one key.
@@ -91,7 +100,7 @@ type Demand struct {
 	WSq      [7]float64
 }
 
-const entryFormat = 1
+const entryFormat = 2
 
 // Bounds that keep an entry small whatever a source sends.
 const (
@@ -163,6 +172,11 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(j)))
 		b = append(b, j...)
 	}
+	b = binary.AppendUvarint(b, uint64(len(e.Wakes)))
+	for _, w := range e.Wakes {
+		b = putStr(b, w.Rule)
+		b = binary.AppendVarint(b, w.At)
+	}
 	b = binary.AppendVarint(b, e.WakeAt)
 	return b, nil
 }
@@ -231,6 +245,12 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 				return fmt.Errorf("state: decode open exception: %w", err)
 			}
 			e.Open[i].Encoded = append([]byte(nil), j...)
+		}
+	}
+	if n := r.count(); n > 0 {
+		e.Wakes = make([]RuleWake, n)
+		for i := range e.Wakes {
+			e.Wakes[i] = RuleWake{Rule: r.str(), At: r.varint()}
 		}
 	}
 	e.WakeAt = r.varint()

@@ -23,7 +23,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	dlq := fs.String("dlq", "", "dead-letter output, JSONL (required)")
 	data := fs.String("data", "", "state directory; an existing one resumes its replay (default: a new temporary directory, removed afterwards)")
 	batch := fs.Int("batch", 2000, "input lines per committed batch")
-	cache := fs.Int("cache-entries", 250_000, "ledger rows kept in memory (the working set); the rest is read from the state store")
+	cache := fs.Int("cache-entries", 500_000, "ledger rows kept in memory (the working set); the rest is read from the state store")
 	if err := fs.Parse(args); err != nil {
 		return userError{err}
 	}
