@@ -183,3 +183,12 @@ func peakRSS() float64 {
 	}
 	return 0
 }
+
+// BenchmarkNBTail measures the negative binomial tail behind demand_spike,
+// computed only once the rule's cheap gates pass.
+func BenchmarkNBTail(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		rules.NBTail(30, 2.5, 1.8)
+	}
+}
