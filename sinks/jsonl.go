@@ -38,6 +38,9 @@ func (j *JSONL) Stream() state.Stream { return j.stream }
 // Open implements Sink: it truncates the file to the checkpointed length (0
 // for a sink that never wrote, so a stale file from another run is replaced).
 func (j *JSONL) Open(checkpoint []byte) error {
+	if err := j.Close(); err != nil {
+		return err
+	}
 	var size int64
 	if len(checkpoint) == 8 {
 		size = int64(binary.BigEndian.Uint64(checkpoint))

@@ -23,7 +23,8 @@ type Sink interface {
 	// Stream is the outbox stream the sink drains.
 	Stream() state.Stream
 	// Open prepares the sink to continue after the checkpoint that was stored
-	// with its cursor (nil for a sink that has never written).
+	// with its cursor (nil for a sink that has never written). It is called
+	// again after a failed Write, so it must discard any partial state.
 	Open(checkpoint []byte) error
 	// Write delivers rows and returns the checkpoint to store with the cursor
 	// after the last of them.
@@ -104,7 +105,6 @@ func (d *Drainer) Drain(ctx context.Context) (int, error) {
 		if err != nil {
 			// Start again from the stored cursor: the sink may hold part of
 			// this write, and Open puts it back to the checkpoint.
-			_ = d.sink.Close()
 			d.opened = false
 			return n, fmt.Errorf("sinks: %s: write rows %d–%d: %w", d.sink.Name(), rows[0].Seq, rows[len(rows)-1].Seq, err)
 		}
