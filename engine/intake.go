@@ -69,6 +69,36 @@ func (in *Intake) Accept(dst []sources.Event, raw []byte, now time.Time) ([]sour
 	return dst, nil
 }
 
+// AcceptLedger decodes and validates one record of the ledger topic, which
+// intake wrote: the canonical types plus the internal transfer_expected.
+func (in *Intake) AcceptLedger(raw []byte, now time.Time) (sources.Event, *Rejection) {
+	ev, err := in.dec.Decode(raw)
+	if err != nil {
+		return ev, rejection(err)
+	}
+	if ev.Type == sources.TypeTransferExpected {
+		// Checked as the transfer_out it came from, with its ends swapped back.
+		out := ev
+		out.Type, out.Location, out.ToLocation, out.FromLocation = sources.TypeTransferOut, ev.FromLocation, ev.Location, ""
+		if err := in.Validate(&out, now); err != nil {
+			return ev, rejection(err)
+		}
+		return ev, nil
+	}
+	if err := in.Validate(&ev, now); err != nil {
+		return ev, rejection(err)
+	}
+	return ev, nil
+}
+
+// LedgerKey is a ledger record's Kafka key: sku|location. It only places the
+// record on a partition (murmur2, as any producer would); the processor keys
+// its state by the record's own fields.
+func LedgerKey(ev *sources.Event) []byte {
+	k := make([]byte, 0, len(ev.SKU)+1+len(ev.Location))
+	return append(append(append(k, ev.SKU...), '|'), ev.Location...)
+}
+
 // ExpectedLeg is the notice a transfer_out sends to its destination key.
 func ExpectedLeg(out *sources.Event) sources.Event {
 	leg := *out

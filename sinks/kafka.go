@@ -22,6 +22,7 @@ import (
 type Kafka struct {
 	name string
 	w    *kafka.Writer
+	own  *kafka.Transport // closed with the sink; nil when the caller gave one
 	msgs []kafka.Message
 }
 
@@ -58,7 +59,12 @@ func NewKafka(name string, brokers []string, topic string, opts ...KafkaOption) 
 	for _, o := range opts {
 		o(w)
 	}
-	return &Kafka{name: name, w: w}, nil
+	k := &Kafka{name: name, w: w}
+	if w.Transport == nil {
+		k.own = &kafka.Transport{}
+		w.Transport = k.own
+	}
+	return k, nil
 }
 
 // Name implements Sink.
@@ -101,4 +107,10 @@ func (k *Kafka) Write(ctx context.Context, rows []state.Row) ([]byte, error) {
 }
 
 // Close implements Sink: it flushes and closes the writer.
-func (k *Kafka) Close() error { return k.w.Close() }
+func (k *Kafka) Close() error {
+	err := k.w.Close()
+	if k.own != nil {
+		k.own.CloseIdleConnections()
+	}
+	return err
+}

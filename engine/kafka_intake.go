@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/skuwatch/skuwatch/sources"
+)
+
+// IntakeStageConfig configures the intake stage.
+type IntakeStageConfig struct {
+	Brokers     []string // required
+	RawTopics   []string // required: one per source system
+	GroupID     string   // the intake consumer group. The default is "skuwatch-intake".
+	LedgerTopic string   // required
+	DLQTopic    string   // required
+	Intake      IntakeConfig
+	// Clock judges clock skew. The default is the wall clock.
+	Clock Clock
+	// Dialer and Transport carry TLS and SASL for the reader and the writers.
+	// The defaults are kafka-go's.
+	Dialer    *kafka.Dialer
+	Transport *kafka.Transport
+	// BatchSize bounds the records read before one produce and commit. The
+	// default is 1000.
+	BatchSize int
+	// SessionTimeout of the consumer group. The default is kafka-go's (30s).
+	SessionTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// IntakeStage reads the raw topics, validates every record, produces the
+// ledger records (keyed sku|location, murmur2) and the dead letters, and
+// commits the raw offsets only after both were acknowledged: at least once,
+// and the processor applies a redelivered event id once.
+type IntakeStage struct {
+	cfg    IntakeStageConfig
+	intake *Intake
+	Counts struct{ Read, Ledger, DeadLettered int }
+}
+
+// NewIntakeStage checks the configuration.
+func NewIntakeStage(cfg IntakeStageConfig) (*IntakeStage, error) {
+	if len(cfg.Brokers) == 0 || len(cfg.RawTopics) == 0 || cfg.LedgerTopic == "" || cfg.DLQTopic == "" {
+		return nil, errors.New("engine: intake stage needs brokers, raw topics, a ledger topic and a DLQ topic")
+	}
+	if cfg.GroupID == "" {
+		cfg.GroupID = "skuwatch-intake"
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = WallClock{}
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &IntakeStage{cfg: cfg, intake: NewIntake(cfg.Intake)}, nil
+}
+
+func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchSize: s.cfg.BatchSize, BatchTimeout: 2 * time.Millisecond, Transport: t}
+}
+
+// Run consumes until ctx ends; it owns its reader and writers and closes them
+// before it returns. Cancellation is a normal stop (nil).
+func (s *IntakeStage) Run(ctx context.Context) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, GroupID: s.cfg.GroupID, GroupTopics: s.cfg.RawTopics,
+		Dialer: s.cfg.Dialer, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond,
+		SessionTimeout: s.cfg.SessionTimeout, StartOffset: kafka.FirstOffset, CommitInterval: 0})
+	transport := s.cfg.Transport
+	if transport == nil {
+		// An own transport, not kafka-go's shared default, so that its
+		// connections end with the stage.
+		transport = &kafka.Transport{}
+		defer transport.CloseIdleConnections()
+	}
+	ledger, dlq := s.writer(s.cfg.LedgerTopic, transport), s.writer(s.cfg.DLQTopic, transport)
+	defer func() {
+		// Writers first (flush), then the reader (leaves the group).
+		ledger.Close()
+		dlq.Close()
+		r.Close()
+	}()
+	var batch []kafka.Message
+	var outLedger, outDLQ []kafka.Message
+	var legs []sources.Event
+	for {
+		batch = batch[:0]
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
+				return nil
+			}
+			return fmt.Errorf("engine: intake fetch: %w", err)
+		}
+		batch = append(batch, m)
+		// Take what is already fetched, up to the batch size, without waiting.
+		fill, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
+		for len(batch) < s.cfg.BatchSize {
+			m, err := r.FetchMessage(fill)
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		cancel()
+		outLedger, outDLQ = outLedger[:0], outDLQ[:0]
+		now := s.cfg.Clock.Now()
+		for _, m := range batch {
+			var rej *Rejection
+			legs, rej = s.intake.Accept(legs[:0], m.Value, now)
+			if rej != nil {
+				outDLQ = append(outDLQ, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+					{Key: "reason", Value: []byte(rej.Reason)},
+					{Key: "field", Value: []byte(rej.Field)},
+					{Key: "source_topic", Value: []byte(m.Topic)},
+					{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
+					{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+				}})
+				continue
+			}
+			for i := range legs {
+				outLedger = append(outLedger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i])})
+			}
+		}
+		if err := write(ctx, ledger, outLedger); err != nil {
+			return err
+		}
+		if err := write(ctx, dlq, outDLQ); err != nil {
+			return err
+		}
+		if err := r.CommitMessages(ctx, batch...); err != nil {
+			if ctx.Err() != nil {
+				return nil // the batch is redelivered; the processor dedups it
+			}
+			return fmt.Errorf("engine: intake commit: %w", err)
+		}
+		s.Counts.Read += len(batch)
+		s.Counts.Ledger += len(outLedger)
+		s.Counts.DeadLettered += len(outDLQ)
+	}
+}
+
+func write(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("engine: produce to %s: %w", w.Topic, err)
+	}
+	return nil
+}
