@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -43,7 +44,7 @@ type Drainer struct {
 	sink   Sink
 	batch  int
 	log    *slog.Logger
-	cursor uint64
+	cursor atomic.Uint64 // read by other goroutines (backpressure, metrics)
 	opened bool
 }
 
@@ -71,8 +72,9 @@ func NewDrainer(store *state.Store, sink Sink, opts ...DrainerOption) (*Drainer,
 // Sink returns the drained sink.
 func (d *Drainer) Sink() Sink { return d.sink }
 
-// Cursor is the last row the sink has acknowledged.
-func (d *Drainer) Cursor() uint64 { return d.cursor }
+// Cursor is the last row the sink has acknowledged. Safe to call from any
+// goroutine.
+func (d *Drainer) Cursor() uint64 { return d.cursor.Load() }
 
 func (d *Drainer) open() error {
 	if d.opened {
@@ -85,7 +87,8 @@ func (d *Drainer) open() error {
 	if err := d.sink.Open(cp); err != nil {
 		return fmt.Errorf("sinks: open %s: %w", d.sink.Name(), err)
 	}
-	d.cursor, d.opened = seq, true
+	d.cursor.Store(seq)
+	d.opened = true
 	return nil
 }
 
@@ -97,7 +100,7 @@ func (d *Drainer) Drain(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for {
-		rows, err := d.store.ReadOutbox(d.sink.Stream(), d.cursor, d.batch)
+		rows, err := d.store.ReadOutbox(d.sink.Stream(), d.cursor.Load(), d.batch)
 		if err != nil || len(rows) == 0 {
 			return n, err
 		}
@@ -112,7 +115,7 @@ func (d *Drainer) Drain(ctx context.Context) (int, error) {
 		if err := d.store.SetCursor(d.sink.Name(), last, cp); err != nil {
 			return n, err
 		}
-		d.cursor = last
+		d.cursor.Store(last)
 		n += len(rows)
 	}
 }

@@ -1,0 +1,345 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/skuwatch/skuwatch/sinks"
+	"github.com/skuwatch/skuwatch/state"
+)
+
+// Clock modes of the processor stage.
+const (
+	ClockWall  = "wall"  // live: wall time; timers fire on the clock
+	ClockEvent = "event" // per-partition watermark, as in replay
+)
+
+// ProcessorStageConfig configures the processor stage.
+type ProcessorStageConfig struct {
+	Brokers     []string // required
+	LedgerTopic string   // required
+	// GroupID is the processor consumer group. The default is
+	// "skuwatch-processor".
+	GroupID string
+	// DataDir holds one state store per partition (LedgerTopic-N). Required.
+	DataDir string
+	Rules   *Rules // required
+	// Sinks makes the sinks that drain one partition's outbox; each gets
+	// its own cursor in that partition's store. Required.
+	Sinks func(partition int) ([]sinks.Sink, error)
+	// Clock is ClockWall (the default) or ClockEvent.
+	Clock string
+	// BatchSize bounds the records of one Pebble batch. The default is 1000.
+	BatchSize int
+	// Tick is how often an idle partition checks its timers. The default is
+	// 1s.
+	Tick time.Duration
+	// MaxBacklog pauses a partition while its slowest sink has more than this
+	// many undelivered rows, so a slow sink cannot grow the outbox without
+	// bound. The default is 100000.
+	MaxBacklog uint64
+	// CacheEntries per partition, as ProcessorConfig. The default is
+	// ProcessorConfig's.
+	CacheEntries   int
+	Dialer         *kafka.Dialer
+	SessionTimeout time.Duration // of the consumer group; the default is kafka-go's
+	Metrics        *Metrics
+	Logger         *slog.Logger
+}
+
+// ProcessorStage consumes the ledger topic in a consumer group: one goroutine
+// per assigned partition, each with its own store, processor and sinks. A
+// partition's batch — state, timers, outbox and the next offset — is synced
+// to its store before the group offset is committed, and an assigned
+// partition resumes from the offset in its store.
+type ProcessorStage struct {
+	cfg ProcessorStageConfig
+	mu  sync.Mutex // guards counts
+	// counts are totals over partitions since Run started.
+	counts Counts
+}
+
+// NewProcessorStage checks the configuration.
+func NewProcessorStage(cfg ProcessorStageConfig) (*ProcessorStage, error) {
+	if len(cfg.Brokers) == 0 || cfg.LedgerTopic == "" || cfg.DataDir == "" || cfg.Rules == nil || cfg.Sinks == nil {
+		return nil, errors.New("engine: processor stage needs brokers, a ledger topic, a data dir, rules and sinks")
+	}
+	if cfg.GroupID == "" {
+		cfg.GroupID = "skuwatch-processor"
+	}
+	switch cfg.Clock {
+	case "":
+		cfg.Clock = ClockWall
+	case ClockWall, ClockEvent:
+	default:
+		return nil, fmt.Errorf("engine: clock %q: want %s or %s", cfg.Clock, ClockWall, ClockEvent)
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.MaxBacklog == 0 {
+		cfg.MaxBacklog = 100_000
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &ProcessorStage{cfg: cfg}, nil
+}
+
+// Counts returns the totals so far.
+func (s *ProcessorStage) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
+// Run joins the group and processes its partitions until ctx ends.
+func (s *ProcessorStage) Run(ctx context.Context) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: s.cfg.GroupID, Brokers: s.cfg.Brokers,
+		Topics: []string{s.cfg.LedgerTopic}, Dialer: s.cfg.Dialer, SessionTimeout: s.cfg.SessionTimeout,
+		StartOffset: kafka.FirstOffset})
+	if err != nil {
+		return fmt.Errorf("engine: processor group: %w", err)
+	}
+	defer group.Close()
+	var errMu sync.Mutex
+	var firstErr error
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil {
+			errMu.Lock()
+			defer errMu.Unlock()
+			return firstErr
+		}
+		if err != nil {
+			return fmt.Errorf("engine: processor group: %w", err)
+		}
+		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
+			a := a
+			gen.Start(func(gctx context.Context) {
+				if err := s.runPartition(gctx, gen, a); err != nil {
+					s.cfg.Logger.Error("partition stopped", "partition", a.ID, "err", err)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			})
+		}
+	}
+}
+
+// partitionOffset is the stored input position: the next offset to read.
+func partitionOffset(pos Position) (int64, bool) {
+	if len(pos.Input) != 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(pos.Input)), true
+}
+
+func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation, a kafka.PartitionAssignment) error {
+	topic := s.cfg.LedgerTopic
+	store, err := state.Open(filepath.Join(s.cfg.DataDir, fmt.Sprintf("%s-%d", topic, a.ID)), state.Options{Logger: s.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries,
+		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	pos, err := proc.Position()
+	if err != nil {
+		return err
+	}
+	next, ok := partitionOffset(pos)
+	if !ok {
+		next = a.Offset
+		if next < 0 {
+			next = kafka.FirstOffset
+		}
+	}
+
+	// Sinks drain this partition's outbox in their own goroutines.
+	outs, err := s.cfg.Sinks(a.ID)
+	if err != nil {
+		return err
+	}
+	sinkCtx, stopSinks := context.WithCancel(context.Background())
+	var sinkWG sync.WaitGroup
+	var drainers []*sinks.Drainer
+	notify := make([]chan struct{}, len(outs))
+	for i, out := range outs {
+		d, err := sinks.NewDrainer(store, out, sinks.WithLogger(s.cfg.Logger))
+		if err != nil {
+			stopSinks()
+			return err
+		}
+		drainers = append(drainers, d)
+		notify[i] = make(chan struct{}, 1)
+		sinkWG.Add(1)
+		go func(d *sinks.Drainer, ch chan struct{}) {
+			defer sinkWG.Done()
+			if err := d.Run(sinkCtx, ch, 200*time.Millisecond); err != nil {
+				s.cfg.Logger.Error("sink stopped", "sink", d.Sink().Name(), "partition", a.ID, "err", err)
+			}
+		}(d, notify[i])
+	}
+	defer func() {
+		stopSinks()
+		sinkWG.Wait()
+		for _, o := range outs {
+			o.Close()
+		}
+	}()
+	kick := func() {
+		for _, ch := range notify {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, Topic: topic, Partition: a.ID, Dialer: s.cfg.Dialer,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(next); err != nil {
+		return err
+	}
+	var clock Clock = WallClock{}
+	var events *EventClock
+	if s.cfg.Clock == ClockEvent {
+		events = NewEventClock(pos.Watermark)
+		clock = events
+	}
+	intake := NewIntake(IntakeConfig{})
+	before := proc.Counts
+	s.cfg.Logger.Info("partition assigned", "partition", a.ID, "offset", next)
+	for {
+		if err := s.waitForSinks(ctx, store, drainers); err != nil {
+			return nil // the generation ended
+		}
+		var batch []kafka.Message
+		first, cancel := context.WithTimeout(ctx, s.cfg.Tick)
+		m, err := r.FetchMessage(first)
+		cancel()
+		if err == nil {
+			batch = append(batch, m)
+			fill, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+			for len(batch) < s.cfg.BatchSize {
+				m, err := r.FetchMessage(fill)
+				if err != nil {
+					break
+				}
+				batch = append(batch, m)
+			}
+			cancel()
+		} else if ctx.Err() != nil {
+			return nil
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("engine: fetch %s/%d: %w", topic, a.ID, err)
+		}
+		for _, m := range batch {
+			ev, rej := intake.AcceptLedger(m.Value, clock.Now())
+			if rej != nil {
+				if err := proc.DeadLetter(NewDeadLetter(rej, topic, m.Offset, m.Value)); err != nil {
+					return err
+				}
+				continue
+			}
+			if events != nil {
+				events.Observe(ev.EventTime)
+			}
+			now := clock.Now().UnixNano()
+			if err := proc.FireTimers(now); err != nil {
+				return err
+			}
+			if err := proc.Apply(&ev, now); err != nil {
+				return err
+			}
+		}
+		if len(batch) == 0 {
+			// Idle: absence rules still run on the clock.
+			fired := proc.Counts.TimersFired
+			if err := proc.FireTimers(clock.Now().UnixNano()); err != nil {
+				return err
+			}
+			if proc.Counts.TimersFired == fired {
+				continue
+			}
+		} else {
+			next = batch[len(batch)-1].Offset + 1
+		}
+		var wm int64
+		if events != nil {
+			wm = events.Watermark()
+		}
+		if err := proc.Commit(Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}, true); err != nil {
+			return err
+		}
+		kick()
+		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {a.ID: next}}); err != nil && ctx.Err() == nil {
+			// The offset is safe in the store; the group's copy catches up next time.
+			s.cfg.Logger.Warn("group offset commit failed", "partition", a.ID, "err", err)
+		}
+		s.add(proc.Counts, &before)
+	}
+}
+
+// waitForSinks blocks while the slowest sink is more than MaxBacklog rows
+// behind, so a stalled sink pauses intake instead of growing the outbox.
+func (s *ProcessorStage) waitForSinks(ctx context.Context, store *state.Store, drainers []*sinks.Drainer) error {
+	for {
+		head, err := store.OutboxHead(state.StreamExceptions)
+		if err != nil {
+			return err
+		}
+		behind := uint64(0)
+		for _, d := range drainers {
+			if d.Sink().Stream() == state.StreamExceptions && head > d.Cursor() {
+				behind = max(behind, head-d.Cursor())
+			}
+		}
+		if behind <= s.cfg.MaxBacklog {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *ProcessorStage) add(now Counts, before *Counts) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &s.counts
+	c.Processed += now.Processed - before.Processed
+	c.DeadLettered += now.DeadLettered - before.DeadLettered
+	c.Duplicates += now.Duplicates - before.Duplicates
+	c.Late += now.Late - before.Late
+	c.Opened += now.Opened - before.Opened
+	c.Updated += now.Updated - before.Updated
+	c.Resolved += now.Resolved - before.Resolved
+	c.TimersFired += now.TimersFired - before.TimersFired
+	*before = now
+}
