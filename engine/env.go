@@ -51,6 +51,9 @@ func buildEnv(key string, e *state.Entry, ev *sources.Event, a applied, now int6
 	s.ExpectedDaily, s.DailySD = expectation(&e.Demand, day)
 	s.HistoryDays = float64(e.Demand.Days)
 	s.SnapshotDiff = e.SnapshotDiff
+	if e.NegativeSince != 0 {
+		s.HoursNegative = math.Max(hours(now-e.NegativeSince), 0)
+	}
 
 	tr := &env.Transfer
 	tr.OldestAgeHours = -1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -42,7 +43,17 @@ type IntakeStageConfig struct {
 type IntakeStage struct {
 	cfg    IntakeStageConfig
 	intake *Intake
-	Counts struct{ Read, Ledger, DeadLettered int }
+	read   atomic.Int64
+	ledger atomic.Int64
+	dead   atomic.Int64
+}
+
+// IntakeCounts are the intake stage's totals since Run started.
+type IntakeCounts struct{ Read, Ledger, DeadLettered int }
+
+// Counts returns the totals; safe to call from any goroutine.
+func (s *IntakeStage) Counts() IntakeCounts {
+	return IntakeCounts{int(s.read.Load()), int(s.ledger.Load()), int(s.dead.Load())}
 }
 
 // NewIntakeStage checks the configuration.
@@ -65,9 +76,13 @@ func NewIntakeStage(cfg IntakeStageConfig) (*IntakeStage, error) {
 	return &IntakeStage{cfg: cfg, intake: NewIntake(cfg.Intake)}, nil
 }
 
+// writer makes a producer whose batches hold a whole WriteMessages call for
+// a partition: kafka-go keeps a partition's order only across calls, so one
+// call must not split into batches that a retry could reorder.
 func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 	return &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchSize: s.cfg.BatchSize, BatchTimeout: 2 * time.Millisecond, Transport: t}
+		RequiredAcks: kafka.RequireAll, BatchSize: 2*s.cfg.BatchSize + 1, BatchBytes: 64 << 20,
+		BatchTimeout: 2 * time.Millisecond, Transport: t}
 }
 
 // Run consumes until ctx ends; it owns its reader and writers and closes them
@@ -145,9 +160,9 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("engine: intake commit: %w", err)
 		}
-		s.Counts.Read += len(batch)
-		s.Counts.Ledger += len(outLedger)
-		s.Counts.DeadLettered += len(outDLQ)
+		s.read.Add(int64(len(batch)))
+		s.ledger.Add(int64(len(outLedger)))
+		s.dead.Add(int64(len(outDLQ)))
 	}
 }
 

@@ -106,7 +106,7 @@ func TestIntakeStage(t *testing.T) {
 		}
 	}
 	for topic, msgs := range map[string][]kafka.Message{"raw.pos": pos, "raw.wms": wms} {
-		w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: transport}
+		w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: transport}
 		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestIntakeStage(t *testing.T) {
 
 	// A restart resumes after the committed offsets: one new raw record
 	// makes exactly one more ledger record.
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "raw.pos", Transport: transport}
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "raw.pos", RequiredAcks: kafka.RequireAll, Transport: transport}
 	w.WriteMessages(context.Background(), kafka.Message{Value: []byte(`{"event_id":"new-1","source":"pos","type":"sale","sku":"X","location":"Y","qty":1,"event_time":"2026-06-01T10:00:00Z"}`)})
 	w.Close()
 	stop = run()

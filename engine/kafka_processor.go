@@ -37,6 +37,7 @@ type ProcessorStageConfig struct {
 	Sinks func(partition int) ([]sinks.Sink, error)
 	// Clock is ClockWall (the default) or ClockEvent.
 	Clock string
+
 	// BatchSize bounds the records of one Pebble batch. The default is 1000.
 	BatchSize int
 	// Tick is how often an idle partition checks its timers. The default is
@@ -107,7 +108,9 @@ func (s *ProcessorStage) Counts() Counts {
 	return s.counts
 }
 
-// Run joins the group and processes its partitions until ctx ends.
+// Run joins the group and processes its partitions until ctx ends. It
+// returns only after every partition goroutine has stopped and closed its
+// store, so another stage may take the partitions over at once.
 func (s *ProcessorStage) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: s.cfg.GroupID, Brokers: s.cfg.Brokers,
 		Topics: []string{s.cfg.LedgerTopic}, Dialer: s.cfg.Dialer, SessionTimeout: s.cfg.SessionTimeout,
@@ -115,7 +118,11 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: processor group: %w", err)
 	}
-	defer group.Close()
+	var running sync.WaitGroup
+	defer func() {
+		group.Close() // ends the generation: its partition contexts are canceled
+		running.Wait()
+	}()
 	var errMu sync.Mutex
 	var firstErr error
 	for {
@@ -130,7 +137,9 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 		}
 		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
 			a := a
+			running.Add(1)
 			gen.Start(func(gctx context.Context) {
+				defer running.Done()
 				if err := s.runPartition(gctx, gen, a); err != nil {
 					s.cfg.Logger.Error("partition stopped", "partition", a.ID, "err", err)
 					errMu.Lock()
@@ -160,7 +169,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	}
 	defer store.Close()
 	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries,
-		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger})
+		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent})
 	if err != nil {
 		return err
 	}
@@ -205,6 +214,16 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	defer func() {
 		stopSinks()
 		sinkWG.Wait()
+		// A last delivery of what this partition committed, so a clean stop
+		// leaves nothing behind in the outbox (best effort: the next owner
+		// of the partition delivers the rest).
+		final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, d := range drainers {
+			if _, err := d.Drain(final); err != nil {
+				s.cfg.Logger.Warn("final sink delivery incomplete", "sink", d.Sink().Name(), "partition", a.ID, "err", err)
+			}
+		}
 		for _, o := range outs {
 			o.Close()
 		}

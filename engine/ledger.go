@@ -39,6 +39,7 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 	move := func(delta float64) {
 		if !a.late {
 			e.OnHand += delta
+			noteMovement(e, t, delta)
 			return
 		}
 		if t >= e.PrevCount {
@@ -72,25 +73,63 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 		a.matched, a.transfer = expect(e, ev, t)
 	case sources.TypeCount:
 		if !a.late {
+			// Movements that happened after the count but arrived before it
+			// are not in what was counted: the ledger at the count is without
+			// them, and they stay on top of the counted level.
+			later := movedAfter(e, t, true)
+			atCount := e.OnHand - later
 			e.CountLedgerBefore, e.CountVariance = ev.OnHand, 0
 			if e.Baselined {
-				e.CountLedgerBefore, e.CountVariance = e.OnHand, ev.OnHand-e.OnHand
+				e.CountLedgerBefore, e.CountVariance = atCount, ev.OnHand-atCount
 			}
-			e.OnHand, e.Baselined = ev.OnHand, true
+			e.OnHand, e.Baselined = ev.OnHand+later, true
 			e.PrevCount, e.HasCount, e.LastCount, e.LastCountQty = e.LastCount, true, t, ev.OnHand
 		}
 	case sources.TypeSnapshot:
 		if t >= e.SnapshotAt {
+			later := movedAfter(e, t, false)
 			e.SnapshotSource, e.SnapshotOnHand, e.SnapshotAt = ev.Source, ev.OnHand, t
-			e.SnapshotDiff = ev.OnHand - e.OnHand
+			e.SnapshotDiff = ev.OnHand - (e.OnHand - later)
 			if !e.Baselined {
 				// The first level a source reports opens the ledger; after
 				// that, snapshots are compared, never applied.
-				e.OnHand, e.Baselined, e.SnapshotDiff = ev.OnHand, true, 0
+				e.OnHand, e.Baselined, e.SnapshotDiff = ev.OnHand+later, true, 0
 			}
 		}
 	}
+	if e.Baselined && e.OnHand < 0 {
+		if e.NegativeSince == 0 {
+			e.NegativeSince = max(t, 1)
+		}
+	} else {
+		e.NegativeSince = 0
+	}
 	return a
+}
+
+// noteMovement remembers an applied movement for counts that arrive late.
+func noteMovement(e *state.Entry, t int64, delta float64) {
+	e.Recent = append(e.Recent, state.Movement{At: t, Delta: delta})
+	if len(e.Recent) > state.MaxRecent {
+		e.Recent = e.Recent[len(e.Recent)-state.MaxRecent:]
+	}
+}
+
+// movedAfter sums the remembered movements that happened after t; with
+// forget, the ones at or before t are dropped (a count now covers them).
+func movedAfter(e *state.Entry, t int64, forget bool) float64 {
+	sum := 0.0
+	kept := e.Recent[:0]
+	for _, m := range e.Recent {
+		if m.At > t {
+			sum += m.Delta
+			kept = append(kept, m)
+		} else if !forget {
+			kept = append(kept, m)
+		}
+	}
+	e.Recent = kept
+	return sum
 }
 
 func noteSource(e *state.Entry, source string, t int64) {

@@ -32,6 +32,12 @@ type ProcessorConfig struct {
 	Metrics *Metrics
 	// Logger is the default slog logger unless set.
 	Logger *slog.Logger
+	// KeyClock evaluates an event at its own time (never before the key's
+	// last evaluation) instead of the clock passed to Apply, which then only
+	// drives timers. With an event-time clock this makes a key's outcomes
+	// independent of how keys are spread over partitions and interleaved:
+	// replay and a partitioned stream agree. The default is false (live).
+	KeyClock bool
 }
 
 // Position is where a committed batch leaves the input: an opaque input
@@ -222,6 +228,9 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 		p.m.late.Inc()
 	}
 	p.cache.markDirty(it)
+	if p.cfg.KeyClock {
+		now = max(ev.EventTime.UnixNano(), it.e.LastEval)
+	}
 	return p.evaluate(key, it.e, ev, a, now, ev.Type, ev.Source, ev.EventID, ev.EventTime.UnixNano())
 }
 
@@ -297,6 +306,7 @@ func (p *Processor) fire(t state.Timer) error {
 func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a applied, now int64,
 	trigger, trigSource, trigID string, eventTime int64) error {
 	rs := p.cfg.Rules.Current()
+	e.LastEval = max(e.LastEval, now)
 	th := rs.Thresholds(e.Category, time.Unix(0, now).UTC().Month())
 	env := buildEnv(key, e, ev, a, now, th)
 	lc := lifecycle{p: p, key: key, e: e, rs: rs, now: now, trigSource: trigSource, trigID: trigID, eventTime: eventTime, trigger: trigger}

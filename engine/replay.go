@@ -98,7 +98,8 @@ func Replay(ctx context.Context, cfg ReplayConfig) (Summary, error) {
 		return Summary{}, err
 	}
 	defer store.Close()
-	p, err := NewProcessor(ProcessorConfig{Store: store, Rules: cfg.Rules, CacheEntries: cfg.CacheEntries, Metrics: cfg.Metrics, Logger: cfg.Logger})
+	p, err := NewProcessor(ProcessorConfig{Store: store, Rules: cfg.Rules, CacheEntries: cfg.CacheEntries, Metrics: cfg.Metrics,
+		Logger: cfg.Logger, KeyClock: true})
 	if err != nil {
 		return Summary{}, err
 	}

@@ -67,6 +67,9 @@ type StateEnv struct {
 	InTransitCount float64 `expr:"in_transit_count"`
 	// SnapshotDiff is the last source-reported level minus the ledger then.
 	SnapshotDiff float64 `expr:"snapshot_diff"`
+	// HoursNegative is how long (event time) the ledger has been below zero,
+	// 0 while it is not.
+	HoursNegative float64 `expr:"hours_negative"`
 }
 
 // TransferEnv describes transfers into this key. Matched is true when the

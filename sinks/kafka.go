@@ -51,7 +51,10 @@ func NewKafka(name string, brokers []string, topic string, opts ...KafkaOption) 
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{}, // the Java client's partitioner: any producer agrees
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    500,
+		// At least a drain's rows (500), so a Write goes out as one batch a
+		// partition and a retry cannot reorder a partition.
+		BatchSize:    1000,
+		BatchBytes:   64 << 20,
 		BatchTimeout: 5 * time.Millisecond,
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  1, // the drainer retries with backoff from its cursor

@@ -21,6 +21,7 @@ type Entry struct {
 	FirstSeen int64
 	LastEvent int64
 	LastSale  int64
+	LastEval  int64 // the latest time the rules were evaluated at for this key
 
 	// Baselined is false until a count or a snapshot gave the ledger an
 	// absolute level; before that OnHand is only the sum of movements.
@@ -55,6 +56,16 @@ type Entry struct {
 
 	Open []Exception // at most one per rule
 
+	// Recent are the latest movements (bounded, oldest first), so a count or
+	// snapshot that arrives after movements that happened after it can be
+	// placed where it belongs in time: sources are read from different
+	// topics and do not arrive in event-time order.
+	Recent []Movement
+
+	// NegativeSince is when (event time) the ledger last went below zero, 0
+	// while it is not.
+	NegativeSince int64
+
 	// Wakes holds each timer rule's next evaluation; WakeAt is the earliest,
 	// 0 for none.
 	Wakes  []RuleWake
@@ -65,6 +76,12 @@ type Entry struct {
 type RuleWake struct {
 	Rule string
 	At   int64
+}
+
+// Movement is one applied change of the ledger.
+type Movement struct {
+	At    int64
+	Delta float64
 }
 
 // SourceSeen is the newest event time of one source on one key.
@@ -100,12 +117,13 @@ type Demand struct {
 	WSq      [7]float64
 }
 
-const entryFormat = 2
+const entryFormat = 4
 
 // Bounds that keep an entry small whatever a source sends.
 const (
 	MaxReceived  = 8
 	MaxUnmatched = 16
+	MaxRecent    = 32
 )
 
 var errShort = errors.New("state: entry truncated")
@@ -122,6 +140,7 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendVarint(b, e.FirstSeen)
 	b = binary.AppendVarint(b, e.LastEvent)
 	b = binary.AppendVarint(b, e.LastSale)
+	b = binary.AppendVarint(b, e.LastEval)
 	b = append(b, flag(e.HasCount)|flag(e.Baselined)<<1)
 	b = binary.AppendVarint(b, e.LastCount)
 	b = putF(b, e.LastCountQty)
@@ -172,6 +191,12 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(j)))
 		b = append(b, j...)
 	}
+	b = binary.AppendUvarint(b, uint64(len(e.Recent)))
+	for _, m := range e.Recent {
+		b = binary.AppendVarint(b, m.At)
+		b = putF(b, m.Delta)
+	}
+	b = binary.AppendVarint(b, e.NegativeSince)
 	b = binary.AppendUvarint(b, uint64(len(e.Wakes)))
 	for _, w := range e.Wakes {
 		b = putStr(b, w.Rule)
@@ -194,6 +219,7 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	e.FirstSeen = r.varint()
 	e.LastEvent = r.varint()
 	e.LastSale = r.varint()
+	e.LastEval = r.varint()
 	flags := r.byte()
 	e.HasCount, e.Baselined = flags&1 != 0, flags&2 != 0
 	e.LastCount = r.varint()
@@ -247,6 +273,13 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 			e.Open[i].Encoded = append([]byte(nil), j...)
 		}
 	}
+	if n := r.count(); n > 0 {
+		e.Recent = make([]Movement, n)
+		for i := range e.Recent {
+			e.Recent[i] = Movement{At: r.varint(), Delta: r.f()}
+		}
+	}
+	e.NegativeSince = r.varint()
 	if n := r.count(); n > 0 {
 		e.Wakes = make([]RuleWake, n)
 		for i := range e.Wakes {

@@ -8,7 +8,7 @@ import (
 
 func TestEntryRoundTrip(t *testing.T) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	e := Entry{Category: "grocery", OnHand: -3.5, UnitCost: 2, FirstSeen: 1, LastEvent: 2, LastSale: 3,
+	e := Entry{Category: "grocery", OnHand: -3.5, UnitCost: 2, FirstSeen: 1, LastEvent: 2, LastSale: 3, LastEval: 19,
 		Baselined: true, HasCount: true, LastCount: 4, LastCountQty: 5, PrevCount: 6, CountVariance: -1, CountLedgerBefore: 6,
 		Sources:        []SourceSeen{{"pos", 7}, {"wms", 8}},
 		SnapshotSource: "shopify", SnapshotOnHand: 9, SnapshotDiff: 1, SnapshotAt: 10,
@@ -18,6 +18,8 @@ func TestEntryRoundTrip(t *testing.T) {
 		Unmatched: []Transfer{{ID: "T9", Received: 1, At: 13}},
 		Open: []Exception{{ExceptionID: "x1", Rule: "negative_stock", Severity: 3, Score: 50, Status: StatusOpen,
 			DetectedAt: now, UpdatedAt: now, EventTime: now, SLADueAt: now, Evidence: map[string]any{"on_hand": -3.5}, Version: 2}},
+		Recent: []Movement{{15, -2}, {16, 5}}, NegativeSince: 17,
+		Wakes:  []RuleWake{{"stale_count", 18}},
 		WakeAt: 14,
 	}
 	b, err := e.MarshalBinary()

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -78,8 +81,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg := synthFlags(fs)
 	dir := fs.String("dir", "", "where to leave the files (default: a temporary directory, removed afterwards)")
 	rulesPath := fs.String("rules", "", "rule file (default: the built-in rules/default.yaml)")
+	rate := fs.Int("rate", 50_000, "events per second produced to the raw topic (0: as fast as the broker takes them)")
+	duration := fs.Duration("duration", 10*time.Minute, "stop after this long even if the stream is not done")
 	if err := fs.Parse(args); err != nil {
 		return userError{err}
+	}
+	if *rate < 0 {
+		return userErr("--rate must not be negative")
 	}
 	var rs *rules.Ruleset
 	var err error
@@ -101,44 +109,59 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return userError{err}
 	}
 	p := func(name string) string { return filepath.Join(out, name) }
-	if err := os.RemoveAll(p("state")); err != nil { // a demo always starts afresh
-		return err
+	for _, old := range []string{"state", "exceptions-*.jsonl"} { // a demo always starts afresh
+		matches, _ := filepath.Glob(p(old))
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				return err
+			}
+		}
 	}
-	fmt.Fprintf(stdout, "skuwatch demo: %d stores × %d SKUs × %d days, ruleset %s\n", cfg.Stores, cfg.SKUs, cfg.Days, rs.Version)
+	fmt.Fprintf(stdout, "skuwatch demo: %d stores × %d SKUs × %d days, ruleset %s, in-process Kafka\n", cfg.Stores, cfg.SKUs, cfg.Days, rs.Version)
 	t0 := time.Now()
 	st, err := generate(*cfg, p("events.jsonl"), p("labels.jsonl"))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "generated %d lines (%d malformed, %d redelivered, %d delivered late) in %s\n",
-		st.Lines, st.Malformed, st.Duplicates, st.Late, time.Since(t0).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "generated %d lines (%d malformed, %d redelivered, %d delivered late) in %s; producing at %s\n",
+		st.Lines, st.Malformed, st.Duplicates, st.Late, time.Since(t0).Round(time.Millisecond), rateText(*rate))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	demo := &streamDemo{rs: rs, events: p("events.jsonl"), dir: out, rate: *rate, maxRun: *duration, out: stdout}
 	t1 := time.Now()
-	sum, err := engine.Replay(context.Background(), engine.ReplayConfig{
-		Rules: engine.NewRules(rs, nil), EventsPath: p("events.jsonl"), OutPath: p("exceptions.jsonl"),
-		DLQPath: p("deadletter.jsonl"), DataDir: p("state"),
-	})
-	if err != nil {
+	pc, ic, err := demo.run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	el := time.Since(t1)
-	fmt.Fprintf(stdout, "replayed %d events in %s (%.0f events/s): %d processed, %d dead-lettered, %d duplicates ignored, %d late\n",
-		sum.Events, el.Round(time.Millisecond), float64(sum.Events)/el.Seconds(), sum.Processed, sum.DeadLettered, sum.Duplicates, sum.Late)
-	fmt.Fprintf(stdout, "exceptions: %d opened, %d updated, %d resolved; %d timer evaluations\n\n",
-		sum.ExceptionsOpened, sum.ExceptionsUpdated, sum.ExceptionsResolved, sum.TimersFired)
+	fmt.Fprintf(stdout, "\nstreamed %d events in %s: intake read %d, %d to the ledger (transfers tell their destination too), %d dead-lettered with their reasons\n",
+		demo.produced.Load(), el.Round(time.Millisecond), ic.Read, ic.Ledger, ic.DeadLettered)
+	fmt.Fprintf(stdout, "processor: %d ledger records, %d redelivered ids ignored, %d late; exceptions %d opened, %d updated, %d resolved; %d timer evaluations\n\n",
+		pc.Processed, pc.Duplicates, pc.Late, pc.Opened, pc.Updated, pc.Resolved, pc.TimersFired)
 	labels, err := readLabels(p("labels.jsonl"))
 	if err != nil {
 		return err
 	}
-	dets, err := readDetections(p("exceptions.jsonl"))
-	if err != nil {
-		return err
+	var dets []synth.Detection
+	for _, path := range demo.outPaths {
+		d, err := readDetections(path)
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		dets = append(dets, d...)
 	}
-	scores := synth.Score(labels, dets)
-	printScores(stdout, scores)
+	printScores(stdout, synth.Score(labels, dets))
 	if *dir != "" {
-		fmt.Fprintf(stdout, "\nfiles in %s: events.jsonl labels.jsonl exceptions.jsonl deadletter.jsonl state/\n", out)
+		fmt.Fprintf(stdout, "\nfiles in %s: events.jsonl labels.jsonl exceptions-<partition>.jsonl state/\n", out)
 	}
 	return nil
+}
+
+func rateText(rate int) string {
+	if rate == 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%d events/s", rate)
 }
 
 func printScores(w io.Writer, scores []synth.RuleScore) {
