@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -62,8 +64,9 @@ type ProcessorStageConfig struct {
 // to its store before the group offset is committed, and an assigned
 // partition resumes from the offset in its store.
 type ProcessorStage struct {
-	cfg ProcessorStageConfig
-	mu  sync.Mutex // guards counts
+	cfg   ProcessorStageConfig
+	ready atomic.Bool
+	mu    sync.Mutex // guards counts
 	// counts are totals over partitions since Run started.
 	counts Counts
 }
@@ -135,6 +138,7 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("engine: processor group: %w", err)
 		}
+		s.ready.Store(true)
 		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
 			a := a
 			running.Add(1)
@@ -315,6 +319,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 			return err
 		}
 		kick()
+		s.observe(a.ID, r, store, drainers)
 		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {a.ID: next}}); err != nil && ctx.Err() == nil {
 			// The offset is safe in the store; the group's copy catches up next time.
 			s.cfg.Logger.Warn("group offset commit failed", "partition", a.ID, "err", err)
@@ -322,6 +327,22 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 		s.add(proc.Counts, &before)
 	}
 }
+
+// observe publishes the partition's lag and each sink's undelivered rows.
+func (s *ProcessorStage) observe(partition int, r *kafka.Reader, store *state.Store, drainers []*sinks.Drainer) {
+	p := strconv.Itoa(partition)
+	s.cfg.Metrics.lag.WithLabelValues(p).Set(float64(max(r.Stats().Lag, 0)))
+	for _, d := range drainers {
+		head, err := store.OutboxHead(d.Sink().Stream())
+		if err == nil && head >= d.Cursor() {
+			s.cfg.Metrics.outboxDepth.WithLabelValues(d.Sink().Name(), p).Set(float64(head - d.Cursor()))
+		}
+	}
+}
+
+// Ready reports whether the stage has joined its group and been given its
+// partitions at least once.
+func (s *ProcessorStage) Ready() bool { return s.ready.Load() }
 
 // waitForSinks blocks while the slowest sink is more than MaxBacklog rows
 // behind, so a stalled sink pauses intake instead of growing the outbox.

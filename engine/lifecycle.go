@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/skuwatch/skuwatch/rules"
@@ -162,7 +163,7 @@ func (l *lifecycle) emit(x *state.Exception) error {
 		return fmt.Errorf("engine: encode exception %s: %w", x.ExceptionID, err)
 	}
 	x.Encoded = j
-	l.p.m.exceptions.WithLabelValues(x.Rule, x.Change).Inc()
+	l.p.m.exceptions.WithLabelValues(x.Rule, x.Change, strconv.Itoa(x.Severity)).Inc()
 	if err := l.p.batch.PutException(x.ExceptionID, j); err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ type Metrics struct {
 	reloads      *prometheus.CounterVec
 	rulesetInfo  *prometheus.GaugeVec
 	timersFired  prometheus.Counter
+	lag          *prometheus.GaugeVec
+	outboxDepth  *prometheus.GaugeVec
 	processed    prometheus.Counter
 	deadLettered prometheus.Counter
 	duplicates   prometheus.Counter
@@ -42,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skuwatch_rule_errors_total",
 			Help: "Rule evaluations that failed at run time (the rule is treated as not firing)."}, []string{"rule"}),
 		exceptions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skuwatch_exceptions_total",
-			Help: "Exception changes by rule and change (opened, updated, resolved)."}, []string{"rule", "change"}),
+			Help: "Exception changes by rule, change (opened, updated, resolved) and severity (1–5)."}, []string{"rule", "change", "severity"}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "skuwatch_batch_duration_seconds",
 			Help: "Time to process and commit one batch.", Buckets: prometheus.ExponentialBuckets(1e-4, 2.5, 10)}),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "skuwatch_rules_last_reload_successful",
@@ -55,6 +57,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 for the running ruleset, labelled with its version and file hash."}, []string{"version", "hash"}),
 		timersFired: prometheus.NewCounter(prometheus.CounterOpts{Name: "skuwatch_timers_fired_total",
 			Help: "Timer evaluations (stale counts, overdue transfers)."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "skuwatch_consumer_lag_records",
+			Help: "Records of the ledger topic not yet processed, by partition."}, []string{"partition"}),
+		outboxDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "skuwatch_outbox_depth_rows",
+			Help: "Outbox rows a sink has not yet delivered, by sink and partition."}, []string{"sink", "partition"}),
 	}
 	m.processed = m.events.WithLabelValues(OutcomeProcessed)
 	m.deadLettered = m.events.WithLabelValues(OutcomeDeadLettered)
@@ -62,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.late = m.events.WithLabelValues(OutcomeLate)
 	if reg != nil {
 		reg.MustRegister(m.events, m.ruleEval, m.ruleErrors, m.exceptions, m.batchSeconds,
-			m.reloadOK, m.reloadTime, m.reloads, m.rulesetInfo, m.timersFired)
+			m.reloadOK, m.reloadTime, m.reloads, m.rulesetInfo, m.timersFired, m.lag, m.outboxDepth)
 	}
 	return m
 }

@@ -1,5 +1,6 @@
 // Command skuwatch is the real-time stock exception engine.
 //
+//	skuwatch run --config skuwatch.yaml
 //	skuwatch replay --rules F --events F.jsonl --out F.jsonl --dlq F.jsonl [--data DIR]
 //	skuwatch rules check F | skuwatch rules test F
 //	skuwatch demo [flags]
@@ -28,6 +29,7 @@ func userErr(format string, args ...any) error { return userError{fmt.Errorf(for
 const usage = `usage: skuwatch <command> [flags]
 
 commands:
+  run        the service: intake and processor stages on Kafka, sinks, /metrics
   replay     run an events file through the engine with an event-time clock
   rules      check or test a rule file: skuwatch rules check|test FILE
   demo       generate a retail chain's stream, replay it and score the rules
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stdout, stderr)
 	case "replay":
 		err = cmdReplay(args[1:], stdout, stderr)
 	case "rules":
