@@ -32,7 +32,7 @@ commands:
   run        the service: intake and processor stages on Kafka, sinks, /metrics
   replay     run an events file through the engine with an event-time clock
   rules      check or test a rule file: skuwatch rules check|test FILE
-  demo       generate a retail chain's stream, replay it and score the rules
+  demo       a retail chain's stream through an in-process Kafka and the engine, scored
   generate   write a synthetic retail stream (events and labels) to files
 
 run 'skuwatch <command> -h' for its flags
