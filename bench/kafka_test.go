@@ -1,0 +1,239 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/skuwatch/skuwatch/engine"
+	"github.com/skuwatch/skuwatch/sinks"
+	"github.com/skuwatch/skuwatch/sources"
+	"github.com/skuwatch/skuwatch/state"
+)
+
+const benchPartitions = 6
+
+func benchCluster(b *testing.B) (*kfake.Cluster, []string) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, "raw", "ledger"),
+		kfake.SeedTopics(1, "dlq"), kfake.SeedTopics(3, "exceptions"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, c.ListenAddrs()
+}
+
+// produceRaw writes n canonical events over 10,000 keys to the raw topic.
+func produceRaw(b *testing.B, brokers []string, n int, at func(i int) time.Time, typ func(i int) string) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "raw", Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: tr}
+	defer w.Close()
+	msgs := make([]kafka.Message, 0, 1000)
+	for i := 0; i < n; i++ {
+		k := i % 10_000
+		ev := sources.Event{EventID: strconv.Itoa(i), Source: "pos", Type: typ(i), SKU: "SKU-" + strconv.Itoa(k/50),
+			Location: "ST" + strconv.Itoa(k%50), Qty: 1, HasQty: true, EventTime: at(i)}
+		if ev.Type == sources.TypeCount {
+			ev.Source, ev.Qty, ev.HasQty, ev.OnHand, ev.HasOnHand = "wms", 0, false, 1e6, true
+		}
+		if ev.Type == sources.TypeTransferIn {
+			ev.Source, ev.TransferID, ev.FromLocation, ev.Qty = "wms", "T"+ev.EventID, "WH", 3
+		}
+		msgs = append(msgs, kafka.Message{Key: engine.LedgerKey(&ev), Value: sources.AppendJSON(nil, &ev)})
+		if len(msgs) == cap(msgs) || i == n-1 {
+			if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+				b.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+}
+
+// BenchmarkKafkaEndToEnd: b.N events through intake and processor on the
+// in-process broker (Pebble, rules, outbox, JSONL and exceptions-topic sinks),
+// next to a bare kafka-go group consumer reading the same raw topic in the
+// same run. Reports both rates and their ratio.
+func BenchmarkKafkaEndToEnd(b *testing.B) {
+	cluster, brokers := benchCluster(b)
+	defer cluster.Close()
+	t0 := time.Date(2026, 6, 1, 6, 0, 0, 0, time.UTC)
+	n := max(b.N, 1000)
+	produceRaw(b, brokers, n, func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) },
+		func(i int) string {
+			if i < 10_000 {
+				return sources.TypeCount // open every ledger first
+			}
+			return sources.TypeSale
+		})
+
+	// The bare consumer: a kafka-go group reader, no processing.
+	bare := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "bare", GroupTopics: []string{"raw"},
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset, QueueCapacity: 10_000})
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := bare.ReadMessage(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bareRate := float64(n) / time.Since(start).Seconds()
+	bare.Close()
+
+	dir := b.TempDir()
+	rs := defaultRules(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	in, _ := engine.NewIntakeStage(engine.IntakeStageConfig{Brokers: brokers, RawTopics: []string{"raw"}, LedgerTopic: "ledger", DLQTopic: "dlq"})
+	proc, _ := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: brokers, LedgerTopic: "ledger", DataDir: filepath.Join(dir, "state"),
+		Rules: engine.NewRules(rs, nil), Clock: engine.ClockEvent, Tick: 20 * time.Millisecond,
+		Sinks: func(p int) ([]sinks.Sink, error) {
+			k, err := sinks.NewKafka("kafka", brokers, "exceptions")
+			return []sinks.Sink{sinks.NewJSONL("jsonl", filepath.Join(dir, fmt.Sprintf("x-%d.jsonl", p)), state.StreamExceptions, false), k}, err
+		}})
+	b.ResetTimer()
+	start = time.Now()
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{in.Run, proc.Run} {
+		wg.Add(1)
+		go func(run func(context.Context) error) { defer wg.Done(); run(ctx) }(run)
+	}
+	for proc.Counts().Processed < n {
+		time.Sleep(2 * time.Millisecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	cancel()
+	wg.Wait()
+	rate := float64(n) / el.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(bareRate, "bare-events/s")
+	b.ReportMetric(rate/bareRate, "ratio")
+}
+
+// BenchmarkKafkaLatency produces short-received transfers (an exception each,
+// at once) among sales at a fixed 20,000 events/s with the wall clock, and measures
+// event-to-exception latency: from the produce call to the exception on the
+// exceptions topic.
+func BenchmarkKafkaLatency(b *testing.B) {
+	cluster, brokers := benchCluster(b)
+	defer cluster.Close()
+	dir := b.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, _ := engine.NewIntakeStage(engine.IntakeStageConfig{Brokers: brokers, RawTopics: []string{"raw"}, LedgerTopic: "ledger", DLQTopic: "dlq", BatchSize: 200})
+	proc, _ := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: brokers, LedgerTopic: "ledger", DataDir: filepath.Join(dir, "state"),
+		Rules: engine.NewRules(defaultRules(b), nil), Clock: engine.ClockWall, BatchSize: 200, Tick: 20 * time.Millisecond,
+		Sinks: func(p int) ([]sinks.Sink, error) {
+			k, err := sinks.NewKafka("kafka", brokers, "exceptions")
+			return []sinks.Sink{k}, err
+		}})
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{in.Run, proc.Run} {
+		wg.Add(1)
+		go func(run func(context.Context) error) { defer wg.Done(); run(ctx) }(run)
+	}
+	defer wg.Wait()
+	defer cancel()
+	waitReady := time.Now().Add(20 * time.Second)
+	for !proc.Ready() && time.Now().Before(waitReady) {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const rate = 20_000
+	n := max(b.N, 2000)
+	sent := make([]int64, n) // wall time each event was produced
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "raw", Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 100, BatchTimeout: time.Millisecond, Transport: tr}
+	defer w.Close()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "latency", GroupTopics: []string{"exceptions"},
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 10 * time.Millisecond, StartOffset: kafka.FirstOffset})
+	defer r.Close()
+	var lat []float64
+	var mu sync.Mutex
+	want := 0
+	for i := 0; i < n; i++ {
+		if i%20 == 19 {
+			want++
+		}
+	}
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for got := 0; got < want; {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				return
+			}
+			var x struct {
+				Trigger string `json:"trigger_event_id"`
+				Change  string `json:"change"`
+			}
+			json.Unmarshal(m.Value, &x)
+			if x.Change != engine.ChangeOpened || len(x.Trigger) < 2 {
+				continue
+			}
+			i, _ := strconv.Atoi(x.Trigger[1:])
+			mu.Lock()
+			lat = append(lat, float64(time.Now().UnixNano()-sent[i])/1e6)
+			mu.Unlock()
+			got++
+		}
+	}()
+	b.ResetTimer()
+	start := time.Now()
+	batch := make([]kafka.Message, 0, 100)
+	for i := 0; i < n; i++ {
+		k := i % 1000
+		ev := sources.Event{EventID: "e" + strconv.Itoa(i), Source: "pos", Type: sources.TypeSale, SKU: "S" + strconv.Itoa(k), Location: "L",
+			Qty: 1, HasQty: true, EventTime: time.Now().UTC()}
+		if i%20 == 19 {
+			// A transfer of 10 from the warehouse, received as 7, of a SKU
+			// of its own (one open exception per rule and key).
+			ev.SKU = "X" + strconv.Itoa(i)
+			out := sources.Event{EventID: "o" + strconv.Itoa(i), Source: "wms", Type: sources.TypeTransferOut, SKU: ev.SKU, Location: "WH",
+				ToLocation: "L", TransferID: "T" + strconv.Itoa(i), Qty: 10, HasQty: true, EventTime: ev.EventTime}
+			batch = append(batch, kafka.Message{Key: engine.LedgerKey(&out), Value: sources.AppendJSON(nil, &out)})
+			ev.Source, ev.Type, ev.TransferID, ev.FromLocation, ev.Qty = "wms", sources.TypeTransferIn, "T"+strconv.Itoa(i), "WH", 7
+		}
+		batch = append(batch, kafka.Message{Key: engine.LedgerKey(&ev), Value: sources.AppendJSON(nil, &ev)})
+		if len(batch) >= 100 || i == n-1 {
+			now := time.Now().UnixNano()
+			for j := max(i-len(batch)+1, 0); j <= i; j++ {
+				sent[j] = now
+			}
+			mu.Lock() // sent[] is read by the receiver
+			mu.Unlock()
+			if err := w.WriteMessages(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+			if ahead := time.Duration(float64(i+1)/rate*float64(time.Second)) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}
+	select {
+	case <-recvDone:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("only %d of %d exceptions arrived", len(lat), want)
+	}
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(lat[len(lat)/2], "p50-ms")
+		b.ReportMetric(lat[len(lat)*99/100], "p99-ms")
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}
