@@ -255,6 +255,23 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	}
 	intake := NewIntake(IntakeConfig{})
 	before := proc.Counts
+	// The group offset is a copy of the one in the store, so it is committed
+	// off the hot path: a goroutine commits the latest synced offset.
+	offsets := make(chan int64, 1)
+	var commitWG sync.WaitGroup
+	commitWG.Add(1)
+	go func() {
+		defer commitWG.Done()
+		for off := range offsets {
+			if err := gen.CommitOffsets(map[string]map[int]int64{topic: {a.ID: off}}); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("group offset commit failed; the store has it", "partition", a.ID, "err", err)
+			}
+		}
+	}()
+	defer func() {
+		close(offsets)
+		commitWG.Wait()
+	}()
 	s.cfg.Logger.Info("partition assigned", "partition", a.ID, "offset", next)
 	for {
 		if err := s.waitForSinks(ctx, store, drainers); err != nil {
@@ -320,9 +337,14 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 		}
 		kick()
 		s.observe(a.ID, r, store, drainers)
-		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {a.ID: next}}); err != nil && ctx.Err() == nil {
-			// The offset is safe in the store; the group's copy catches up next time.
-			s.cfg.Logger.Warn("group offset commit failed", "partition", a.ID, "err", err)
+		select { // keep only the latest offset for the committer
+		case offsets <- next:
+		default:
+			select {
+			case <-offsets:
+			default:
+			}
+			offsets <- next
 		}
 		s.add(proc.Counts, &before)
 	}
