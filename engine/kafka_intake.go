@@ -122,17 +122,7 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("engine: intake fetch: %w", err)
 		}
-		batch = append(batch, m)
-		// Take what is already fetched, up to the batch size, without waiting.
-		fill, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
-		for len(batch) < s.cfg.BatchSize {
-			m, err := r.FetchMessage(fill)
-			if err != nil {
-				break
-			}
-			batch = append(batch, m)
-		}
-		cancel()
+		batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize, 2*time.Millisecond)
 		outLedger, outDLQ = outLedger[:0], outDLQ[:0]
 		now := s.cfg.Clock.Now()
 		for _, m := range batch {

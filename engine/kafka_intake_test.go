@@ -57,6 +57,22 @@ func readTopic(t *testing.T, addr, topic string, parts int) map[int][]kafka.Mess
 	return out
 }
 
+// background runs a stage until the returned stop is called; an error from
+// it fails the test.
+func background(t *testing.T, name string, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := run(ctx); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -119,16 +135,7 @@ func TestIntakeStage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := st.Run(ctx); err != nil {
-				t.Errorf("intake stage: %v", err)
-			}
-		}()
-		return func() { cancel(); wg.Wait() }
+		return background(t, "intake stage", st.Run)
 	}
 	stop := run()
 	waitFor(t, "all ledger records", func() bool { return topicCount(t, addr, "ledger", 6) >= wantLedger })

@@ -282,16 +282,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 		m, err := r.FetchMessage(first)
 		cancel()
 		if err == nil {
-			batch = append(batch, m)
-			fill, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-			for len(batch) < s.cfg.BatchSize {
-				m, err := r.FetchMessage(fill)
-				if err != nil {
-					break
-				}
-				batch = append(batch, m)
-			}
-			cancel()
+			batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize, 5*time.Millisecond)
 		} else if ctx.Err() != nil {
 			return nil
 		} else if !errors.Is(err, context.DeadlineExceeded) {

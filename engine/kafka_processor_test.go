@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,16 +117,7 @@ func (fx ledgerFixture) start(t *testing.T) (*ProcessorStage, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := st.Run(ctx); err != nil {
-			t.Errorf("processor stage: %v", err)
-		}
-	}()
-	return st, func() { cancel(); wg.Wait() }
+	return st, background(t, "processor stage", st.Run)
 }
 
 // compareWithReplay checks that the stage's final exceptions equal a replay
