@@ -37,6 +37,13 @@ type ProcessorStageConfig struct {
 	// Sinks makes the sinks that drain one partition's outbox; each gets
 	// its own cursor in that partition's store. Required.
 	Sinks func(partition int) ([]sinks.Sink, error)
+	// ChangelogTopic, if set, makes a partition's state follow it between
+	// instances: every batch is written there (to the partition of the same
+	// number, before the batch commits) and an assigned partition first
+	// applies the records its local store lacks. The topic needs at least
+	// the ledger's partitions and a message size limit above the largest
+	// batch. The default is none: state stays with the instance.
+	ChangelogTopic string
 	// Clock is ClockWall (the default) or ClockEvent.
 	Clock string
 
@@ -53,6 +60,7 @@ type ProcessorStageConfig struct {
 	// ProcessorConfig's.
 	CacheEntries   int
 	Dialer         *kafka.Dialer
+	Transport      *kafka.Transport // for the changelog writer; the default is kafka-go's
 	SessionTimeout time.Duration // of the consumer group; the default is kafka-go's
 	Metrics        *Metrics
 	Logger         *slog.Logger
@@ -65,7 +73,8 @@ type ProcessorStageConfig struct {
 // partition resumes from the offset in its store.
 type ProcessorStage struct {
 	cfg   ProcessorStageConfig
-	ready atomic.Bool
+	ready    atomic.Bool
+	assigned atomic.Int32
 	mu    sync.Mutex // guards counts
 	// counts are totals over partitions since Run started.
 	counts Counts
@@ -117,7 +126,7 @@ func (s *ProcessorStage) Counts() Counts {
 func (s *ProcessorStage) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: s.cfg.GroupID, Brokers: s.cfg.Brokers,
 		Topics: []string{s.cfg.LedgerTopic}, Dialer: s.cfg.Dialer, SessionTimeout: s.cfg.SessionTimeout,
-		StartOffset: kafka.FirstOffset})
+		HeartbeatInterval: heartbeat(s.cfg.SessionTimeout), StartOffset: kafka.FirstOffset})
 	if err != nil {
 		return fmt.Errorf("engine: processor group: %w", err)
 	}
@@ -136,7 +145,14 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 			return firstErr
 		}
 		if err != nil {
-			return fmt.Errorf("engine: processor group: %w", err)
+			// A rebalance the member lost (unknown member, generation gone)
+			// is normal group life: join again.
+			s.cfg.Logger.Warn("consumer group: joining again", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
 		}
 		s.ready.Store(true)
 		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
@@ -157,6 +173,15 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 	}
 }
 
+// heartbeat is a third of the session timeout (kafka-go's default of 3s
+// would let a short session expire between heartbeats).
+func heartbeat(session time.Duration) time.Duration {
+	if session <= 0 {
+		return 0
+	}
+	return session / 3
+}
+
 // partitionOffset is the stored input position: the next offset to read.
 func partitionOffset(pos Position) (int64, bool) {
 	if len(pos.Input) != 8 {
@@ -166,14 +191,44 @@ func partitionOffset(pos Position) (int64, bool) {
 }
 
 func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation, a kafka.PartitionAssignment) error {
+	s.assigned.Add(1)
+	defer s.assigned.Add(-1)
 	topic := s.cfg.LedgerTopic
 	store, err := state.Open(filepath.Join(s.cfg.DataDir, fmt.Sprintf("%s-%d", topic, a.ID)), state.Options{Logger: s.cfg.Logger})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	var beforeCommit func([]byte) error
+	var pendingNext int64 // the ledger offset the batch being committed ends at
+	if s.cfg.ChangelogTopic != "" {
+		n, err := s.restore(ctx, store, a.ID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			s.cfg.Logger.Info("partition state restored from the changelog", "partition", a.ID, "batches", n)
+		}
+		tr := s.cfg.Transport
+		if tr == nil {
+			tr = &kafka.Transport{}
+			defer tr.CloseIdleConnections()
+		}
+		cl := &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: s.cfg.ChangelogTopic, RequiredAcks: kafka.RequireAll,
+			Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return a.ID }), BatchSize: 1,
+			BatchBytes: 64 << 20, Compression: kafka.Zstd, Transport: tr}
+		defer cl.Close()
+		beforeCommit = func(repr []byte) error {
+			// Not the partition's context: a batch that is being committed at
+			// shutdown is finished, not abandoned.
+			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return cl.WriteMessages(wctx, kafka.Message{Value: repr,
+				Headers: []kafka.Header{{Key: "ledger_offset", Value: []byte(strconv.FormatInt(pendingNext, 10))}}})
+		}
+	}
 	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries,
-		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent})
+		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent, BeforeCommit: beforeCommit})
 	if err != nil {
 		return err
 	}
@@ -323,6 +378,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 		if events != nil {
 			wm = events.Watermark()
 		}
+		pendingNext = next
 		if err := proc.Commit(Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}, true); err != nil {
 			return err
 		}
@@ -341,6 +397,65 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	}
 }
 
+// restore applies the changelog records of a partition that its local store
+// does not have yet (those ending past the store's offset), in order.
+func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partition int) (int, error) {
+	pos, err := storedPosition(store)
+	if err != nil {
+		return 0, err
+	}
+	local, _ := partitionOffset(pos)
+	dialer := s.cfg.Dialer
+	if dialer == nil {
+		dialer = &kafka.Dialer{Timeout: 10 * time.Second}
+	}
+	conn, err := dialer.DialLeader(ctx, "tcp", s.cfg.Brokers[0], s.cfg.ChangelogTopic, partition)
+	if err != nil {
+		return 0, fmt.Errorf("engine: changelog %s/%d: %w", s.cfg.ChangelogTopic, partition, err)
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return 0, fmt.Errorf("engine: changelog %s/%d offsets: %w", s.cfg.ChangelogTopic, partition, err)
+	}
+	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+		return 0, err
+	}
+	applied := 0
+	for off := first; off < last; {
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		batch := conn.ReadBatch(1, 64<<20)
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			off = m.Offset + 1
+			var end int64 = -1
+			for _, h := range m.Headers {
+				if h.Key == "ledger_offset" {
+					end, _ = strconv.ParseInt(string(h.Value), 10, 64)
+				}
+			}
+			if end > local {
+				if err := store.ApplyRepr(m.Value); err != nil {
+					batch.Close()
+					return applied, err
+				}
+				local = end
+				applied++
+			}
+			if off >= last {
+				break
+			}
+		}
+		if err := batch.Close(); err != nil && off < last {
+			return applied, fmt.Errorf("engine: read changelog %s/%d: %w", s.cfg.ChangelogTopic, partition, err)
+		}
+	}
+	return applied, nil
+}
+
 // observe publishes the partition's lag and each sink's undelivered rows.
 func (s *ProcessorStage) observe(partition int, r *kafka.Reader, store *state.Store, drainers []*sinks.Drainer) {
 	p := strconv.Itoa(partition)
@@ -352,6 +467,9 @@ func (s *ProcessorStage) observe(partition int, r *kafka.Reader, store *state.St
 		}
 	}
 }
+
+// Assigned is the number of partitions the stage is processing now.
+func (s *ProcessorStage) Assigned() int { return int(s.assigned.Load()) }
 
 // Ready reports whether the stage has joined its group and been given its
 // partitions at least once.

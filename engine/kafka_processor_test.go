@@ -56,11 +56,19 @@ type ledgerFixture struct {
 	records           int
 }
 
-// newLedger generates a stream, replays it for reference, and produces its
-// ledger records to a 4-partition ledger topic.
+// newLedger generates a stream and produces its ledger records to a
+// 4-partition ledger topic.
 func newLedger(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture) {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "ledger"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	cluster, fx, produce := newLedgerLater(t, cfg)
+	produce()
+	return cluster, fx
+}
+
+// newLedgerLater is newLedger with the produce step left to the caller.
+func newLedgerLater(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture, func()) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "ledger", "changelog"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +89,16 @@ func newLedger(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture) {
 		}
 	}
 	fx.records = len(msgs)
+	return cluster, fx, func() { produceLedger(t, fx.addr, msgs) }
+}
+
+func produceLedger(t *testing.T, addr string, msgs []kafka.Message) {
+	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	// Acknowledged writes in sequence: with kafka-go's default of no acks,
 	// batches of one partition can land out of order.
-	w := &kafka.Writer{Addr: kafka.TCP(fx.addr), Topic: "ledger", Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: tr}
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "ledger", Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: tr}
 	for len(msgs) > 0 {
 		n := min(len(msgs), 1000)
 		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
@@ -94,7 +107,6 @@ func newLedger(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture) {
 		msgs = msgs[n:]
 	}
 	w.Close()
-	return cluster, fx
 }
 
 func (fx ledgerFixture) outPaths() []string {
@@ -108,11 +120,17 @@ func (fx ledgerFixture) outPaths() []string {
 // start runs a processor stage on fx's ledger until stop is called.
 func (fx ledgerFixture) start(t *testing.T) (*ProcessorStage, func()) {
 	t.Helper()
+	return fx.startInstance(t, "state", fx.outPaths(), "")
+}
+
+// startInstance runs a stage with its own data dir and outputs.
+func (fx ledgerFixture) startInstance(t *testing.T, data string, outs []string, changelog string) (*ProcessorStage, func()) {
+	t.Helper()
 	st, err := NewProcessorStage(ProcessorStageConfig{Brokers: []string{fx.addr}, LedgerTopic: "ledger",
-		DataDir: filepath.Join(fx.dir, "state"), Rules: defaultRules(t), Clock: ClockEvent, Tick: 50 * time.Millisecond,
-		SessionTimeout: time.Second,
+		DataDir: filepath.Join(fx.dir, data), Rules: defaultRules(t), Clock: ClockEvent, Tick: 50 * time.Millisecond,
+		SessionTimeout: time.Second, ChangelogTopic: changelog,
 		Sinks: func(p int) ([]sinks.Sink, error) {
-			return []sinks.Sink{sinks.NewJSONL("jsonl", fx.outPaths()[p], state.StreamExceptions, true)}, nil
+			return []sinks.Sink{sinks.NewJSONL("jsonl", outs[p], state.StreamExceptions, true)}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -195,4 +213,71 @@ func TestProcessorStageRestart(t *testing.T) {
 		t.Errorf("processed %d records over two runs, want %d (each once)", total, fx.records)
 	}
 	compareWithReplay(t, fx, finalExceptions(t, fx.outPaths()...))
+}
+
+// TestProcessorStageTakeover: instance A processes part of the stream and
+// stops; instance B, with an empty data dir of its own, takes every
+// partition over, restores their state from the changelog, and finishes with
+// the same exceptions a single uninterrupted run gives.
+func TestProcessorStageTakeover(t *testing.T) {
+	cluster, fx := newLedger(t, streamed)
+	defer cluster.Close()
+	outs := func(who string) []string {
+		var ps []string
+		for p := 0; p < 4; p++ {
+			ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("%s-exceptions-%d.jsonl", who, p)))
+		}
+		return ps
+	}
+	a, stopA := fx.startInstance(t, "a", outs("a"), "changelog")
+	waitFor(t, "a third of the records", func() bool { return a.Counts().Processed >= fx.records/3 })
+	stopA()
+	first := a.Counts().Processed
+	t.Logf("instance A stopped after %d of %d records", first, fx.records)
+	b, stopB := fx.startInstance(t, "b", outs("b"), "changelog")
+	waitFor(t, "the rest of the records on B", func() bool { return first+b.Counts().Processed >= fx.records })
+	stopB()
+	if total := first + b.Counts().Processed; total != fx.records {
+		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
+	}
+	// B holds every partition's whole state, outbox included, so its outputs
+	// alone are the complete history.
+	compareWithReplay(t, fx, finalExceptions(t, outs("b")...))
+}
+
+// TestProcessorStageSplit: two instances in one group split the partitions;
+// when A stops, B takes A's partitions over (state from the changelog) and
+// B's outputs end as a single instance's would.
+func TestProcessorStageSplit(t *testing.T) {
+	cluster, fx, produce := newLedgerLater(t, streamed)
+	defer cluster.Close()
+	outs := func(who string) []string {
+		var ps []string
+		for p := 0; p < 4; p++ {
+			ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("%s-exceptions-%d.jsonl", who, p)))
+		}
+		return ps
+	}
+	a, stopA := fx.startInstance(t, "a", outs("a"), "changelog")
+	b, stopB := fx.startInstance(t, "b", outs("b"), "changelog")
+	waitFor(t, "the partitions split between A and B", func() bool { return a.Assigned() > 0 && b.Assigned() > 0 && a.Assigned()+b.Assigned() == 4 })
+	produce()
+	waitFor(t, "both instances at work", func() bool { return a.Counts().Processed > 0 && b.Counts().Processed > 0 })
+	waitFor(t, "half the records", func() bool { return a.Counts().Processed+b.Counts().Processed >= fx.records/2 })
+	stopA()
+	first := a.Counts().Processed
+	waitFor(t, "the rest on B", func() bool { return first+b.Counts().Processed >= fx.records })
+	waitFor(t, "B holding every partition", func() bool { return b.Assigned() == 4 })
+	// B delivers the taken-over partitions' history from their restored
+	// outboxes in the background; wait for the replay's count, then compare.
+	ref := newFiles(t, fx.events)
+	replay(t, ref, 1000)
+	want := len(finalExceptions(t, ref.out))
+	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs("b")...)) >= want })
+	stopB()
+	t.Logf("A processed %d, B %d of %d", first, b.Counts().Processed, fx.records)
+	if total := first + b.Counts().Processed; total != fx.records {
+		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
+	}
+	compareWithReplay(t, fx, finalExceptions(t, outs("b")...))
 }

@@ -32,6 +32,9 @@ type ProcessorConfig struct {
 	Metrics *Metrics
 	// Logger is the default slog logger unless set.
 	Logger *slog.Logger
+	// BeforeCommit, if set, gets the encoding of every batch just before it
+	// commits (a changelog for moving partitions); an error aborts the batch.
+	BeforeCommit func(repr []byte) error
 	// KeyClock evaluates an event at its own time (never before the key's
 	// last evaluation) instead of the clock passed to Apply, which then only
 	// drives timers. With an event-time clock this makes a key's outcomes
@@ -147,12 +150,14 @@ func (p *Processor) loadNextTimer() error {
 }
 
 // Position returns the position stored by the last committed batch.
-func (p *Processor) Position() (Position, error) {
-	in, _, err := p.store.Meta(metaPosition)
+func (p *Processor) Position() (Position, error) { return storedPosition(p.store) }
+
+func storedPosition(s *state.Store) (Position, error) {
+	in, _, err := s.Meta(metaPosition)
 	if err != nil {
 		return Position{}, err
 	}
-	wm, err := p.store.MetaUint(metaWatermark)
+	wm, err := s.MetaUint(metaWatermark)
 	return Position{Input: in, Watermark: int64(wm)}, err
 }
 
@@ -447,6 +452,11 @@ func (p *Processor) Commit(pos Position, sync bool) error {
 	}
 	if err := p.batch.SetMetaUint(metaWatermark, uint64(pos.Watermark)); err != nil {
 		return p.abort(err)
+	}
+	if p.cfg.BeforeCommit != nil {
+		if err := p.cfg.BeforeCommit(p.batch.Repr()); err != nil {
+			return p.abort(err)
+		}
 	}
 	if err := p.batch.Commit(sync); err != nil {
 		return p.abort(err)

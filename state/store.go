@@ -348,6 +348,22 @@ func (b *Batch) SetMetaUint(name string, v uint64) error {
 	return b.SetMeta(name, binary.BigEndian.AppendUint64(nil, v))
 }
 
+// Repr is the batch's encoding: what ApplyRepr applies to another store of
+// the same partition (a changelog record). Valid until Commit or Discard.
+func (b *Batch) Repr() []byte { return b.b.Repr() }
+
+// ApplyRepr applies a batch encoding taken from Batch.Repr, synced.
+func (s *Store) ApplyRepr(repr []byte) error {
+	b := s.db.NewBatch()
+	if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
+		return fmt.Errorf("state: changelog record: %w", err)
+	}
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("state: apply changelog record: %w", err)
+	}
+	return b.Close()
+}
+
 // Commit applies the batch; with sync it is on stable storage on return.
 func (b *Batch) Commit(sync bool) error {
 	opt := pebble.NoSync

@@ -42,6 +42,7 @@ type config struct {
 		Ledger     string   `yaml:"ledger"`
 		DLQ        string   `yaml:"dlq"`
 		Exceptions string   `yaml:"exceptions"`
+		Changelog  string   `yaml:"changelog"` // partition state follows partitions between instances; "none" to keep it local
 	} `yaml:"topics"`
 	Groups struct {
 		Intake    string `yaml:"intake"`
@@ -112,6 +113,12 @@ func loadConfig(path string) (*config, error) {
 	}
 	if c.Topics.Exceptions == "" {
 		c.Topics.Exceptions = "skuwatch.exceptions"
+	}
+	switch c.Topics.Changelog {
+	case "":
+		c.Topics.Changelog = "skuwatch.changelog"
+	case "none":
+		c.Topics.Changelog = ""
 	}
 	if c.Groups.Intake == "" {
 		c.Groups.Intake = "skuwatch-intake"

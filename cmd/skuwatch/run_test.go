@@ -60,7 +60,7 @@ func TestConfigErrors(t *testing.T) {
 // in, a short receipt out as an exception (JSONL and the exceptions topic),
 // metrics and readiness over HTTP, and a clean stop on cancel.
 func TestRunService(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "raw.wms"), kfake.SeedTopics(4, "skuwatch.ledger"),
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "raw.wms"), kfake.SeedTopics(4, "skuwatch.ledger", "skuwatch.changelog"),
 		kfake.SeedTopics(1, "skuwatch.dlq", "skuwatch.exceptions"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
