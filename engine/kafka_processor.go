@@ -61,7 +61,7 @@ type ProcessorStageConfig struct {
 	CacheEntries   int
 	Dialer         *kafka.Dialer
 	Transport      *kafka.Transport // for the changelog writer; the default is kafka-go's
-	SessionTimeout time.Duration // of the consumer group; the default is kafka-go's
+	SessionTimeout time.Duration    // of the consumer group; the default is kafka-go's
 	Metrics        *Metrics
 	Logger         *slog.Logger
 }
@@ -72,10 +72,10 @@ type ProcessorStageConfig struct {
 // to its store before the group offset is committed, and an assigned
 // partition resumes from the offset in its store.
 type ProcessorStage struct {
-	cfg   ProcessorStageConfig
+	cfg      ProcessorStageConfig
 	ready    atomic.Bool
 	assigned atomic.Int32
-	mu    sync.Mutex // guards counts
+	mu       sync.Mutex // guards counts
 	// counts are totals over partitions since Run started.
 	counts Counts
 }
