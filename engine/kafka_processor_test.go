@@ -109,10 +109,13 @@ func produceLedger(t *testing.T, addr string, msgs []kafka.Message) {
 	w.Close()
 }
 
-func (fx ledgerFixture) outPaths() []string {
+func (fx ledgerFixture) outPaths() []string { return fx.outsFor("") }
+
+// outsFor names one instance's exception files, a file per partition.
+func (fx ledgerFixture) outsFor(who string) []string {
 	var ps []string
 	for p := 0; p < 4; p++ {
-		ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("exceptions-%d.jsonl", p)))
+		ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("%sexceptions-%d.jsonl", who, p)))
 	}
 	return ps
 }
@@ -222,19 +225,13 @@ func TestProcessorStageRestart(t *testing.T) {
 func TestProcessorStageTakeover(t *testing.T) {
 	cluster, fx := newLedger(t, streamed)
 	defer cluster.Close()
-	outs := func(who string) []string {
-		var ps []string
-		for p := 0; p < 4; p++ {
-			ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("%s-exceptions-%d.jsonl", who, p)))
-		}
-		return ps
-	}
-	a, stopA := fx.startInstance(t, "a", outs("a"), "changelog")
+	outs := fx.outsFor
+	a, stopA := fx.startInstance(t, "a", outs("a-"), "changelog")
 	waitFor(t, "a third of the records", func() bool { return a.Counts().Processed >= fx.records/3 })
 	stopA()
 	first := a.Counts().Processed
 	t.Logf("instance A stopped after %d of %d records", first, fx.records)
-	b, stopB := fx.startInstance(t, "b", outs("b"), "changelog")
+	b, stopB := fx.startInstance(t, "b", outs("b-"), "changelog")
 	waitFor(t, "the rest of the records on B", func() bool { return first+b.Counts().Processed >= fx.records })
 	stopB()
 	if total := first + b.Counts().Processed; total != fx.records {
@@ -242,7 +239,7 @@ func TestProcessorStageTakeover(t *testing.T) {
 	}
 	// B holds every partition's whole state, outbox included, so its outputs
 	// alone are the complete history.
-	compareWithReplay(t, fx, finalExceptions(t, outs("b")...))
+	compareWithReplay(t, fx, finalExceptions(t, outs("b-")...))
 }
 
 // TestProcessorStageSplit: two instances in one group split the partitions;
@@ -251,15 +248,9 @@ func TestProcessorStageTakeover(t *testing.T) {
 func TestProcessorStageSplit(t *testing.T) {
 	cluster, fx, produce := newLedgerLater(t, streamed)
 	defer cluster.Close()
-	outs := func(who string) []string {
-		var ps []string
-		for p := 0; p < 4; p++ {
-			ps = append(ps, filepath.Join(fx.dir, fmt.Sprintf("%s-exceptions-%d.jsonl", who, p)))
-		}
-		return ps
-	}
-	a, stopA := fx.startInstance(t, "a", outs("a"), "changelog")
-	b, stopB := fx.startInstance(t, "b", outs("b"), "changelog")
+	outs := fx.outsFor
+	a, stopA := fx.startInstance(t, "a", outs("a-"), "changelog")
+	b, stopB := fx.startInstance(t, "b", outs("b-"), "changelog")
 	waitFor(t, "the partitions split between A and B", func() bool { return a.Assigned() > 0 && b.Assigned() > 0 && a.Assigned()+b.Assigned() == 4 })
 	produce()
 	waitFor(t, "both instances at work", func() bool { return a.Counts().Processed > 0 && b.Counts().Processed > 0 })
@@ -273,11 +264,11 @@ func TestProcessorStageSplit(t *testing.T) {
 	ref := newFiles(t, fx.events)
 	replay(t, ref, 1000)
 	want := len(finalExceptions(t, ref.out))
-	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs("b")...)) >= want })
+	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs("b-")...)) >= want })
 	stopB()
 	t.Logf("A processed %d, B %d of %d", first, b.Counts().Processed, fx.records)
 	if total := first + b.Counts().Processed; total != fx.records {
 		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
 	}
-	compareWithReplay(t, fx, finalExceptions(t, outs("b")...))
+	compareWithReplay(t, fx, finalExceptions(t, outs("b-")...))
 }
