@@ -310,6 +310,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	}
 	intake := NewIntake(IntakeConfig{})
 	before := proc.Counts
+	partLabel := strconv.Itoa(a.ID)
 	// The group offset is a copy of the one in the store, so it is committed
 	// off the hot path: a goroutine commits the latest synced offset.
 	offsets := make(chan int64, 1)
@@ -329,7 +330,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	}()
 	s.cfg.Logger.Info("partition assigned", "partition", a.ID, "offset", next)
 	for {
-		if err := s.waitForSinks(ctx, store, drainers); err != nil {
+		if err := s.waitForSinks(ctx, partLabel, store, drainers); err != nil {
 			return nil // the generation ended
 		}
 		var batch []kafka.Message
@@ -383,7 +384,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 			return err
 		}
 		kick()
-		s.observe(a.ID, r, store, drainers)
+		s.observeLag(partLabel, r)
 		select { // keep only the latest offset for the committer
 		case offsets <- next:
 		default:
@@ -456,16 +457,9 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 	return applied, nil
 }
 
-// observe publishes the partition's lag and each sink's undelivered rows.
-func (s *ProcessorStage) observe(partition int, r *kafka.Reader, store *state.Store, drainers []*sinks.Drainer) {
-	p := strconv.Itoa(partition)
-	s.cfg.Metrics.lag.WithLabelValues(p).Set(float64(max(r.Stats().Lag, 0)))
-	for _, d := range drainers {
-		head, err := store.OutboxHead(d.Sink().Stream())
-		if err == nil && head >= d.Cursor() {
-			s.cfg.Metrics.outboxDepth.WithLabelValues(d.Sink().Name(), p).Set(float64(head - d.Cursor()))
-		}
-	}
+// observeLag publishes the partition's consumer lag.
+func (s *ProcessorStage) observeLag(partition string, r *kafka.Reader) {
+	s.cfg.Metrics.lag.WithLabelValues(partition).Set(float64(max(r.Stats().Lag, 0)))
 }
 
 // Assigned is the number of partitions the stage is processing now.
@@ -475,18 +469,30 @@ func (s *ProcessorStage) Assigned() int { return int(s.assigned.Load()) }
 // partitions at least once.
 func (s *ProcessorStage) Ready() bool { return s.ready.Load() }
 
-// waitForSinks blocks while the slowest sink is more than MaxBacklog rows
-// behind, so a stalled sink pauses intake instead of growing the outbox.
-func (s *ProcessorStage) waitForSinks(ctx context.Context, store *state.Store, drainers []*sinks.Drainer) error {
+// waitForSinks publishes each sink's undelivered rows and blocks while the
+// slowest exceptions sink is more than MaxBacklog rows behind, so a stalled
+// sink pauses intake instead of growing the outbox. One head read per stream.
+func (s *ProcessorStage) waitForSinks(ctx context.Context, partition string, store *state.Store, drainers []*sinks.Drainer) error {
 	for {
-		head, err := store.OutboxHead(state.StreamExceptions)
-		if err != nil {
-			return err
-		}
+		heads := map[state.Stream]uint64{}
 		behind := uint64(0)
 		for _, d := range drainers {
-			if d.Sink().Stream() == state.StreamExceptions && head > d.Cursor() {
-				behind = max(behind, head-d.Cursor())
+			st := d.Sink().Stream()
+			head, ok := heads[st]
+			if !ok {
+				var err error
+				if head, err = store.OutboxHead(st); err != nil {
+					return err
+				}
+				heads[st] = head
+			}
+			depth := uint64(0)
+			if head > d.Cursor() {
+				depth = head - d.Cursor()
+			}
+			s.cfg.Metrics.outboxDepth.WithLabelValues(d.Sink().Name(), partition).Set(float64(depth))
+			if st == state.StreamExceptions {
+				behind = max(behind, depth)
 			}
 		}
 		if behind <= s.cfg.MaxBacklog {

@@ -205,7 +205,7 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 	if ev.Type == sources.TypeTransferExpected {
 		kind = 1
 	}
-	p.keyBuf = append(append(append(append(append(p.keyBuf[:0], ev.Source...), 0), ev.EventID...), 0), kind)
+	p.keyBuf = state.AppendDedupKey(p.keyBuf[:0], ev.Source, ev.EventID, kind)
 	seen, err := p.dedup.seen(p.keyBuf, ev.Source, ev.EventID, kind)
 	if err != nil {
 		return err

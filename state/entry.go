@@ -97,7 +97,6 @@ type Transfer struct {
 	Qty      float64 // shipped quantity (0 while unknown)
 	Received float64 // received so far
 	At       int64   // shipped at, or received at for unmatched receipts
-	Due      int64   // when it should have arrived
 }
 
 // Demand holds daily demand statistics: exponentially weighted mean and mean
@@ -117,7 +116,7 @@ type Demand struct {
 	WSq      [7]float64
 }
 
-const entryFormat = 4
+const entryFormat = 5
 
 // Bounds that keep an entry small whatever a source sends.
 const (
@@ -176,7 +175,6 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 			b = putF(b, t.Qty)
 			b = putF(b, t.Received)
 			b = binary.AppendVarint(b, t.At)
-			b = binary.AppendVarint(b, t.Due)
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Open)))
@@ -256,7 +254,7 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 		}
 		list := make([]Transfer, n)
 		for i := range list {
-			list[i] = Transfer{ID: r.str(), Peer: r.str(), Qty: r.f(), Received: r.f(), At: r.varint(), Due: r.varint()}
+			list[i] = Transfer{ID: r.str(), Peer: r.str(), Qty: r.f(), Received: r.f(), At: r.varint()}
 		}
 		*dst = list
 	}

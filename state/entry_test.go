@@ -13,7 +13,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		Sources:        []SourceSeen{{"pos", 7}, {"wms", 8}},
 		SnapshotSource: "shopify", SnapshotOnHand: 9, SnapshotDiff: 1, SnapshotAt: 10,
 		Demand:    Demand{Day: 20000, Today: 3, Censored: true, Days: 30, Mean: 1.5, Sq: 4, WDays: [7]int32{1, 2, 3, 4, 5, 6, 7}, WMean: [7]float64{1, 2}, WSq: [7]float64{3}},
-		InTransit: []Transfer{{ID: "T1", Peer: "WH", Qty: 4, At: 11, Due: 12}},
+		InTransit: []Transfer{{ID: "T1", Peer: "WH", Qty: 4, At: 11}},
 		Received:  []Transfer{{ID: "T0", Peer: "WH", Qty: 4, Received: 3, At: 9}},
 		Unmatched: []Transfer{{ID: "T9", Received: 1, At: 13}},
 		Open: []Exception{{ExceptionID: "x1", Rule: "negative_stock", Severity: 3, Score: 50, Status: StatusOpen,

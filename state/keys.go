@@ -31,12 +31,18 @@ func ledgerKey(stateKey string) []byte {
 }
 
 func appliedKey(source, eventID string, kind byte) []byte {
-	k := make([]byte, 0, 4+len(source)+len(eventID))
-	k = append(k, tagApplied)
-	k = append(k, source...)
-	k = append(k, 0)
-	k = append(k, eventID...)
-	return append(k, 0, kind)
+	k := make([]byte, 1, 4+len(source)+len(eventID))
+	k[0] = tagApplied
+	return AppendDedupKey(k, source, eventID, kind)
+}
+
+// AppendDedupKey appends an applied-id key without its table tag — what
+// Store.EachApplied reports — to dst.
+func AppendDedupKey(dst []byte, source, eventID string, kind byte) []byte {
+	dst = append(dst, source...)
+	dst = append(dst, 0)
+	dst = append(dst, eventID...)
+	return append(dst, 0, kind)
 }
 
 func timerKey(due int64, stateKey string) []byte {

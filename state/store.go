@@ -143,9 +143,6 @@ func (s *Store) eachKey(tag byte, fn func([]byte)) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
-// DedupKey is the byte string EachApplied reports for an event id.
-func DedupKey(source, eventID string, kind byte) []byte { return appliedKey(source, eventID, kind)[1:] }
-
 // Meta reads a meta value written by Batch.SetMeta.
 func (s *Store) Meta(name string) ([]byte, bool, error) {
 	v, closer, err := s.db.Get(metaKey(name))
@@ -213,19 +210,6 @@ func (s *Store) NextTimer() (due int64, ok bool, err error) {
 		due, _, ok = parseTimerKey(it.Key())
 	}
 	return due, ok, errors.Join(it.Error(), it.Close())
-}
-
-// Exception reads the latest stored version of an exception.
-func (s *Store) Exception(id string) ([]byte, bool, error) {
-	v, closer, err := s.db.Get(exceptionKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("state: read exception %s: %w", id, err)
-	}
-	defer closer.Close()
-	return append([]byte(nil), v...), true, nil
 }
 
 // Row is one outbox row.

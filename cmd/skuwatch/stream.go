@@ -40,16 +40,15 @@ const (
 )
 
 type streamDemo struct {
-	rs         *rules.Ruleset
-	events     string // input file
-	dir        string // outputs
-	rate       int    // events/s produced, 0 = as fast as the broker takes them
-	maxRun     time.Duration
-	out        io.Writer
-	produced   atomic.Int64
-	registry   *prometheus.Registry
-	outPaths   []string
-	finalLines int
+	rs       *rules.Ruleset
+	events   string // input file
+	dir      string // outputs
+	rate     int    // events/s produced, 0 = as fast as the broker takes them
+	maxRun   time.Duration
+	out      io.Writer
+	produced atomic.Int64
+	registry *prometheus.Registry
+	outPaths []string
 }
 
 // run streams the events file through an in-process Kafka broker and the
