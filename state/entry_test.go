@@ -1,14 +1,16 @@
 package state
 
 import (
+	"encoding/hex"
 	"reflect"
 	"testing"
 	"time"
 )
 
-func TestEntryRoundTrip(t *testing.T) {
+// sampleEntry sets every field of an entry.
+func sampleEntry() Entry {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	e := Entry{Category: "grocery", OnHand: -3.5, UnitCost: 2, FirstSeen: 1, LastEvent: 2, LastSale: 3, LastEval: 19,
+	return Entry{Category: "grocery", OnHand: -3.5, UnitCost: 2, FirstSeen: 1, LastEvent: 2, LastSale: 3, LastEval: 19,
 		Baselined: true, HasCount: true, LastCount: 4, LastCountQty: 5, PrevCount: 6, CountVariance: -1, CountLedgerBefore: 6,
 		Sources:        []SourceSeen{{"pos", 7}, {"wms", 8}},
 		SnapshotSource: "shopify", SnapshotOnHand: 9, SnapshotDiff: 1, SnapshotAt: 10,
@@ -22,6 +24,12 @@ func TestEntryRoundTrip(t *testing.T) {
 		Wakes:  []RuleWake{{"stale_count", 18}},
 		WakeAt: 14,
 	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	e := sampleEntry()
+	e.UnitCost, e.SnapshotOnHand, e.Demand.Mean = 2.49, 1e300, -(1<<52 + 2) // numbers a varint does not hold
+	e.Recent = append(e.Recent, Movement{At: 1_780_000_000_000_000_000, Delta: 0.25}, Movement{At: 3, Delta: -1})
 	b, err := e.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -95,3 +103,43 @@ func TestStoreOutboxCursorTimers(t *testing.T) {
 		t.Errorf("DueTimers after (100,k0) = %v", after)
 	}
 }
+
+func TestEntryReadsFormat5(t *testing.T) {
+	// sampleEntry as format 5 (fixed 8-byte numbers, absolute movement times) wrote it.
+	b, err := hex.DecodeString(format5Sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Entry
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	got.Open[0].Encoded = nil
+	if want := sampleEntry(); !reflect.DeepEqual(got, want) {
+		t.Errorf("format 5:\n got %+v\nwant %+v", got, want)
+	}
+	e := sampleEntry()
+	now, _ := e.MarshalBinary()
+	if len(now) >= len(b) {
+		t.Errorf("format %d is %d bytes, format 5 %d", entryFormat, len(now), len(b))
+	}
+}
+
+const format5Sample = "" +
+	"050767726f636572790000000000000cc0000000000000004002040626030800000000000014400c000000000000f0bf" +
+	"00000000000018400203706f730e03776d73100773686f706966790000000000002240000000000000f03f14c0b80200" +
+	"00000000000840013c000000000000f83f000000000000104002000000000000f03f0000000000000840040000000000" +
+	"0000400000000000000000060000000000000000000000000000000008000000000000000000000000000000000a0000" +
+	"00000000000000000000000000000c000000000000000000000000000000000e00000000000000000000000000000000" +
+	"010254310257480000000000001040000000000000000016010254300257480000000000001040000000000000084012" +
+	"01025439000000000000000000000000000000f03f1a01ae037b22657863657074696f6e5f6964223a227831222c2272" +
+	"756c65223a226e656761746976655f73746f636b222c22736b75223a22222c226c6f636174696f6e223a22222c227365" +
+	"766572697479223a332c2273636f7265223a35302c22737461747573223a226f70656e222c226368616e6765223a2222" +
+	"2c2264657465637465645f6174223a22323032362d30362d30315430303a30303a30305a222c22757064617465645f61" +
+	"74223a22323032362d30362d30315430303a30303a30305a222c227265736f6c7665645f6174223a6e756c6c2c226576" +
+	"656e745f74696d65223a22323032362d30362d30315430303a30303a30305a222c2272756c657365745f76657273696f" +
+	"6e223a22222c22726f757465223a22222c226f776e6572223a22222c22736c615f6475655f6174223a22323032362d30" +
+	"362d30315430303a30303a30305a222c2265766964656e6365223a7b226f6e5f68616e64223a2d332e357d2c2266696e" +
+	"616e6369616c5f696d70616374223a302c22747269676765725f736f75726365223a22222c22747269676765725f6576" +
+	"656e745f6964223a22222c2276657273696f6e223a327d021e00000000000000c020000000000000144022010b737461" +
+	"6c655f636f756e74241c"
