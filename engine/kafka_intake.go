@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skuwatch/skuwatch/sources"
 )
@@ -82,7 +83,7 @@ func NewIntakeStage(cfg IntakeStageConfig) (*IntakeStage, error) {
 func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 	return &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll, BatchSize: 2*s.cfg.BatchSize + 1, BatchBytes: 64 << 20,
-		BatchTimeout: 2 * time.Millisecond, Transport: t}
+		BatchTimeout: time.Millisecond, Transport: t}
 }
 
 // Run consumes until ctx ends; it owns its reader and writers and closes them
@@ -109,55 +110,90 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 		dlq.Close()
 		r.Close()
 	}()
-	var batch []kafka.Message
-	var outLedger, outDLQ []kafka.Message
-	var legs []sources.Event
-	for {
-		batch = batch[:0]
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
+	// Two goroutines, so that validating one batch overlaps with waiting
+	// for the acknowledgement of the one before: the reader's loop fills
+	// chunks, the writer produces them in order and only then commits their
+	// raw offsets. Three chunks circulate: the loop blocks when the writer
+	// is two behind.
+	g, gctx := errgroup.WithContext(ctx)
+	full, free := make(chan *intakeChunk, 2), make(chan *intakeChunk, 3)
+	for range cap(free) {
+		free <- &intakeChunk{}
+	}
+	g.Go(func() error {
+		defer close(full)
+		var legs []sources.Event
+		for {
+			var c *intakeChunk
+			select {
+			case c = <-free:
+			case <-gctx.Done():
 				return nil
 			}
-			return fmt.Errorf("engine: intake fetch: %w", err)
-		}
-		batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize, 2*time.Millisecond)
-		outLedger, outDLQ = outLedger[:0], outDLQ[:0]
-		now := s.cfg.Clock.Now()
-		for _, m := range batch {
-			var rej *Rejection
-			legs, rej = s.intake.Accept(legs[:0], m.Value, now)
-			if rej != nil {
-				outDLQ = append(outDLQ, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-					{Key: "reason", Value: []byte(rej.Reason)},
-					{Key: "field", Value: []byte(rej.Field)},
-					{Key: "source_topic", Value: []byte(m.Topic)},
-					{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
-					{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-				}})
-				continue
+			m, err := r.FetchMessage(gctx)
+			if err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("engine: intake fetch: %w", err)
 			}
-			for i := range legs {
-				outLedger = append(outLedger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i])})
+			c.read = fillBatch(gctx, r, append(c.read[:0], m), s.cfg.BatchSize, 2*time.Millisecond)
+			c.ledger, c.dlq = c.ledger[:0], c.dlq[:0]
+			now := s.cfg.Clock.Now()
+			for _, m := range c.read {
+				var rej *Rejection
+				legs, rej = s.intake.Accept(legs[:0], m.Value, now)
+				if rej != nil {
+					c.dlq = append(c.dlq, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+						{Key: "reason", Value: []byte(rej.Reason)},
+						{Key: "field", Value: []byte(rej.Field)},
+						{Key: "source_topic", Value: []byte(m.Topic)},
+						{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
+						{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+					}})
+					continue
+				}
+				for i := range legs {
+					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i])})
+				}
 			}
+			full <- c
 		}
-		if err := write(ctx, ledger, outLedger); err != nil {
-			return err
-		}
-		if err := write(ctx, dlq, outDLQ); err != nil {
-			return err
-		}
-		if err := r.CommitMessages(ctx, batch...); err != nil {
-			if ctx.Err() != nil {
-				return nil // the batch is redelivered; the processor dedups it
+	})
+	g.Go(func() error {
+		for c := range full {
+			if err := write(gctx, ledger, c.ledger); err != nil {
+				return err
 			}
-			return fmt.Errorf("engine: intake commit: %w", err)
+			if err := write(gctx, dlq, c.dlq); err != nil {
+				return err
+			}
+			if gctx.Err() != nil {
+				return nil // unacknowledged: the batch is redelivered; the processor dedups it
+			}
+			if err := r.CommitMessages(gctx, c.read...); err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("engine: intake commit: %w", err)
+			}
+			s.read.Add(int64(len(c.read)))
+			s.ledger.Add(int64(len(c.ledger)))
+			s.dead.Add(int64(len(c.dlq)))
+			free <- c
 		}
-		s.read.Add(int64(len(batch)))
-		s.ledger.Add(int64(len(outLedger)))
-		s.dead.Add(int64(len(outDLQ)))
+		return nil
+	})
+	err := g.Wait()
+	if err == nil {
+		s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
 	}
+	return err
+}
+
+// intakeChunk is one batch of raw records and what the intake made of them.
+type intakeChunk struct {
+	read, ledger, dlq []kafka.Message
 }
 
 func write(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {

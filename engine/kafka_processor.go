@@ -49,6 +49,10 @@ type ProcessorStageConfig struct {
 
 	// BatchSize bounds the records of one Pebble batch. The default is 1000.
 	BatchSize int
+	// BatchWindow is how long a partition gathers records into one batch
+	// after its previous commit: the longest an exception waits for its
+	// batch to sync. The default is 10ms.
+	BatchWindow time.Duration
 	// Tick is how often an idle partition checks its timers. The default is
 	// 1s.
 	Tick time.Duration
@@ -58,7 +62,11 @@ type ProcessorStageConfig struct {
 	MaxBacklog uint64
 	// CacheEntries per partition, as ProcessorConfig. The default is
 	// ProcessorConfig's.
-	CacheEntries   int
+	CacheEntries int
+	// CommitInterval is how often the group offsets (a copy of the offsets
+	// in the stores) are committed, all partitions in one request. The
+	// default is 500ms.
+	CommitInterval time.Duration
 	Dialer         *kafka.Dialer
 	Transport      *kafka.Transport // for the changelog writer; the default is kafka-go's
 	SessionTimeout time.Duration    // of the consumer group; the default is kafka-go's
@@ -98,8 +106,14 @@ func NewProcessorStage(cfg ProcessorStageConfig) (*ProcessorStage, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
+	if cfg.BatchWindow <= 0 {
+		cfg.BatchWindow = 10 * time.Millisecond
+	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 500 * time.Millisecond
 	}
 	if cfg.MaxBacklog == 0 {
 		cfg.MaxBacklog = 100_000
@@ -155,12 +169,16 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 			continue
 		}
 		s.ready.Store(true)
+		offsets := &offsetCommitter{pending: map[int]int64{}}
+		var parts sync.WaitGroup
 		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
 			a := a
 			running.Add(1)
+			parts.Add(1)
 			gen.Start(func(gctx context.Context) {
 				defer running.Done()
-				if err := s.runPartition(gctx, gen, a); err != nil {
+				defer parts.Done()
+				if err := s.runPartition(gctx, a, offsets); err != nil {
 					s.cfg.Logger.Error("partition stopped", "partition", a.ID, "err", err)
 					errMu.Lock()
 					if firstErr == nil {
@@ -169,6 +187,62 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 					errMu.Unlock()
 				}
 			})
+		}
+		gen.Start(func(gctx context.Context) {
+			offsets.run(gctx, gen, s.cfg.LedgerTopic, &parts, s.cfg.CommitInterval, s.cfg.Logger)
+		})
+	}
+}
+
+// offsetCommitter commits the latest synced offset of every partition of one
+// generation together, every interval: one request at a time on the group
+// coordinator's connection (kafka-go's connection spins a waiting caller
+// while another caller's response is ahead of its own).
+type offsetCommitter struct {
+	mu      sync.Mutex
+	pending map[int]int64 // partition → next offset, not yet committed
+}
+
+// set records a partition's next offset once its batch is synced.
+func (c *offsetCommitter) set(partition int, next int64) {
+	c.mu.Lock()
+	c.pending[partition] = next
+	c.mu.Unlock()
+}
+
+func (c *offsetCommitter) take() map[int]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending
+	c.pending = map[int]int64{}
+	return p
+}
+
+// run commits every interval until the generation ends, then once more
+// after its partitions stopped, so a clean stop leaves the group offsets
+// equal to the stores'. A failed commit is only logged: the stores hold the
+// offsets, and the next commit carries newer ones.
+func (c *offsetCommitter) run(ctx context.Context, gen *kafka.Generation, topic string, parts *sync.WaitGroup, every time.Duration, log *slog.Logger) {
+	commit := func() {
+		if p := c.take(); p != nil {
+			if err := gen.CommitOffsets(map[string]map[int]int64{topic: p}); err != nil {
+				log.Warn("group offset commit failed; the stores have the offsets", "err", err)
+			}
+		}
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			parts.Wait()
+			commit()
+			return
+		case <-t.C:
+			commit()
 		}
 	}
 }
@@ -190,7 +264,7 @@ func partitionOffset(pos Position) (int64, bool) {
 	return int64(binary.BigEndian.Uint64(pos.Input)), true
 }
 
-func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation, a kafka.PartitionAssignment) error {
+func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssignment, offsets *offsetCommitter) error {
 	s.assigned.Add(1)
 	defer s.assigned.Add(-1)
 	topic := s.cfg.LedgerTopic
@@ -311,35 +385,51 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 	intake := NewIntake(IntakeConfig{})
 	before := proc.Counts
 	partLabel := strconv.Itoa(a.ID)
-	// The group offset is a copy of the one in the store, so it is committed
-	// off the hot path: a goroutine commits the latest synced offset.
-	offsets := make(chan int64, 1)
-	var commitWG sync.WaitGroup
-	commitWG.Add(1)
-	go func() {
-		defer commitWG.Done()
-		for off := range offsets {
-			if err := gen.CommitOffsets(map[string]map[int]int64{topic: {a.ID: off}}); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.Warn("group offset commit failed; the store has it", "partition", a.ID, "err", err)
-			}
-		}
-	}()
-	defer func() {
-		close(offsets)
-		commitWG.Wait()
-	}()
 	s.cfg.Logger.Info("partition assigned", "partition", a.ID, "offset", next)
-	for {
-		if err := s.waitForSinks(ctx, partLabel, store, drainers); err != nil {
-			return nil // the generation ended
+	// A batch — one synced commit — gathers what arrives within BatchWindow
+	// of the previous commit (or BatchSize records): records are applied as
+	// they arrive, and only the commit waits, so a busy partition syncs a
+	// few large batches instead of many small ones.
+	var batch []kafka.Message
+	pending := 0 // records applied since the last commit
+	lastCommit := time.Now()
+	commit := func() error {
+		var wm int64
+		if events != nil {
+			wm = events.Watermark()
 		}
-		var batch []kafka.Message
-		first, cancel := context.WithTimeout(ctx, s.cfg.Tick)
+		pendingNext = next
+		if err := proc.Commit(Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}, true); err != nil {
+			return err
+		}
+		pending, lastCommit = 0, time.Now()
+		kick()
+		s.observeLag(partLabel, r)
+		offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path
+		s.add(proc.Counts, &before)
+		return nil
+	}
+	for {
+		wait := s.cfg.Tick
+		if pending == 0 {
+			if err := s.waitForSinks(ctx, partLabel, store, drainers); err != nil {
+				return nil // the generation ended
+			}
+		} else {
+			wait = max(time.Until(lastCommit.Add(s.cfg.BatchWindow)), time.Millisecond)
+		}
+		batch = batch[:0]
+		first, cancel := context.WithTimeout(ctx, wait)
 		m, err := r.FetchMessage(first)
 		cancel()
 		if err == nil {
-			batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize, 5*time.Millisecond)
+			// and what the reader already holds
+			batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize-pending, time.Millisecond)
 		} else if ctx.Err() != nil {
+			// A stop: what was applied is committed, not abandoned.
+			if pending > 0 {
+				return commit()
+			}
 			return nil
 		} else if !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("engine: fetch %s/%d: %w", topic, a.ID, err)
@@ -363,7 +453,13 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 				return err
 			}
 		}
-		if len(batch) == 0 {
+		if len(batch) > 0 {
+			next = batch[len(batch)-1].Offset + 1
+			pending += len(batch)
+			if pending < s.cfg.BatchSize && time.Since(lastCommit) < s.cfg.BatchWindow {
+				continue
+			}
+		} else if pending == 0 {
 			// Idle: absence rules still run on the clock.
 			fired := proc.Counts.TimersFired
 			if err := proc.FireTimers(clock.Now().UnixNano()); err != nil {
@@ -372,29 +468,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, gen *kafka.Generation
 			if proc.Counts.TimersFired == fired {
 				continue
 			}
-		} else {
-			next = batch[len(batch)-1].Offset + 1
 		}
-		var wm int64
-		if events != nil {
-			wm = events.Watermark()
-		}
-		pendingNext = next
-		if err := proc.Commit(Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}, true); err != nil {
+		if err := commit(); err != nil {
 			return err
 		}
-		kick()
-		s.observeLag(partLabel, r)
-		select { // keep only the latest offset for the committer
-		case offsets <- next:
-		default:
-			select {
-			case <-offsets:
-			default:
-			}
-			offsets <- next
-		}
-		s.add(proc.Counts, &before)
 	}
 }
 

@@ -55,7 +55,7 @@ func NewKafka(name string, brokers []string, topic string, opts ...KafkaOption) 
 		// partition and a retry cannot reorder a partition.
 		BatchSize:    1000,
 		BatchBytes:   64 << 20,
-		BatchTimeout: 5 * time.Millisecond,
+		BatchTimeout: time.Millisecond,
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  1, // the drainer retries with backoff from its cursor
 	}

@@ -64,6 +64,7 @@ type config struct {
 	} `yaml:"intake"`
 	Processor struct {
 		BatchSize    int    `yaml:"batch_size"`
+		BatchWindow  string `yaml:"batch_window"`
 		CacheEntries int    `yaml:"cache_entries"`
 		MaxBacklog   uint64 `yaml:"max_backlog"`
 	} `yaml:"processor"`
@@ -72,7 +73,8 @@ type config struct {
 		AppName      string `yaml:"app_name"`
 	} `yaml:"profiling"`
 
-	futureSkew time.Duration
+	futureSkew  time.Duration
+	batchWindow time.Duration
 }
 
 func (c *config) runs(stage string) bool {
@@ -152,6 +154,11 @@ func loadConfig(path string) (*config, error) {
 		c.futureSkew = 15 * time.Minute
 	} else if c.futureSkew, err = time.ParseDuration(c.Intake.MaxFutureSkew); err != nil || c.futureSkew < 0 {
 		bad("intake.max_future_skew: %q is not a duration like 15m", c.Intake.MaxFutureSkew)
+	}
+	if w := c.Processor.BatchWindow; w != "" {
+		if c.batchWindow, err = time.ParseDuration(w); err != nil || c.batchWindow <= 0 {
+			bad("processor.batch_window: %q is not a duration like 10ms", w)
+		}
 	}
 	switch m := c.Kafka.SASL.Mechanism; m {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":

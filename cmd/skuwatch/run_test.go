@@ -36,6 +36,7 @@ func TestConfigErrors(t *testing.T) {
 		{"kafka: {brokers: [a:1], tls: {cert_file: c}}\nstages: [intake]\ntopics: {raw: [r]}\n", "cert_file and key_file go together"},
 		{"kafka: {brokers: [a:1]}\nstages: [intake, audit]\ntopics: {raw: [r]}\n", `"audit" is not intake or processor`},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nintake: {max_future_skew: soon}\n", "max_future_skew"},
+		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nprocessor: {batch_window: 0s}\n", "processor.batch_window"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body))
