@@ -121,31 +121,39 @@ func (d *Drainer) Drain(ctx context.Context) (int, error) {
 }
 
 // Run drains whenever notify fires (and every poll interval), retrying a
-// failing sink with exponential backoff until ctx ends. A permanent error
-// stops it.
+// failing sink with exponential backoff until ctx ends; a write that made
+// progress before it failed starts the backoff again from its first step,
+// so intermittent failures slow delivery down only a little. A permanent
+// error stops it.
 func (d *Drainer) Run(ctx context.Context, notify <-chan struct{}, poll time.Duration) error {
 	if poll <= 0 {
 		poll = time.Second
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	bo := backoff.NewExponentialBackOff()
 	for {
-		_, err := backoff.Retry(ctx, func() (int, error) {
-			n, err := d.Drain(ctx)
-			if errors.Is(err, ErrPermanent) {
-				return n, backoff.Permanent(err)
-			}
-			if err != nil {
-				d.log.Warn("sink write failed; retrying", "sink", d.sink.Name(), "err", err)
-			}
-			return n, err
-		}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+		n, err := d.Drain(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		if errors.Is(err, ErrPermanent) {
 			return err
 		}
+		if err != nil {
+			if n > 0 {
+				bo.Reset()
+			}
+			wait := bo.NextBackOff()
+			d.log.Warn("sink write failed; retrying", "sink", d.sink.Name(), "in", wait.Round(time.Millisecond), "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		bo.Reset()
 		select {
 		case <-ctx.Done():
 			return nil
