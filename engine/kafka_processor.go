@@ -301,8 +301,19 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 				Headers: []kafka.Header{{Key: "ledger_offset", Value: []byte(strconv.FormatInt(pendingNext, 10))}}})
 		}
 	}
+	// Sinks drain this partition's outbox in their own goroutines.
+	outs, err := s.cfg.Sinks(a.ID)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the final delivery below
+		for _, o := range outs {
+			o.Close()
+		}
+	}()
 	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries,
-		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent, BeforeCommit: beforeCommit})
+		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent, BeforeCommit: beforeCommit,
+		KPI: drainsKPI(outs)})
 	if err != nil {
 		return err
 	}
@@ -319,11 +330,6 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		}
 	}
 
-	// Sinks drain this partition's outbox in their own goroutines.
-	outs, err := s.cfg.Sinks(a.ID)
-	if err != nil {
-		return err
-	}
 	sinkCtx, stopSinks := context.WithCancel(context.Background())
 	var sinkWG sync.WaitGroup
 	var drainers []*sinks.Drainer
@@ -356,9 +362,6 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			if _, err := d.Drain(final); err != nil {
 				s.cfg.Logger.Warn("final sink delivery incomplete", "sink", d.Sink().Name(), "partition", a.ID, "err", err)
 			}
-		}
-		for _, o := range outs {
-			o.Close()
 		}
 	}()
 	kick := func() {
@@ -393,6 +396,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	var batch []kafka.Message
 	pending := 0 // records applied since the last commit
 	lastCommit := time.Now()
+	var lastPrune time.Time
 	commit := func() error {
 		var wm int64
 		if events != nil {
@@ -403,6 +407,14 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			return err
 		}
 		pending, lastCommit = 0, time.Now()
+		if lastCommit.Sub(lastPrune) >= time.Second {
+			// Rows every sink of their stream delivered go (local only: a
+			// partition restored elsewhere has its own sink cursors).
+			if err := pruneOutbox(store, drainers); err != nil {
+				return err
+			}
+			lastPrune = lastCommit
+		}
 		kick()
 		s.observeLag(partLabel, r)
 		offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path

@@ -11,7 +11,9 @@ type applied struct {
 	baselined    bool // the ledger had an absolute level before the event
 	late         bool
 	matched      bool // the event joined a known transfer
-	transfer     state.Transfer
+	// countCorrected: a late movement changed the last count's variance.
+	countCorrected bool
+	transfer       state.Transfer
 }
 
 // applyEvent applies one validated event to the ledger row (DESIGN.md,
@@ -47,6 +49,7 @@ func applyEvent(e *state.Entry, ev *sources.Event, isNew bool) applied {
 			// should have had it too: the count corrected less (or more).
 			e.CountLedgerBefore += delta
 			e.CountVariance -= delta
+			a.countCorrected = true
 		}
 	}
 	switch ev.Type {

@@ -41,6 +41,10 @@ type ProcessorConfig struct {
 	// independent of how keys are spread over partitions and interleaved:
 	// replay and a partitioned stream agree. The default is false (live).
 	KeyClock bool
+	// KPI also writes the KPI streams (state.StreamStock, state.StreamCounts)
+	// to the outbox; only for a store whose sinks drain them, or their rows
+	// would accumulate. The default is false.
+	KPI bool
 }
 
 // Position is where a committed batch leaves the input: an opaque input
@@ -109,7 +113,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	}
 	p := &Processor{cfg: cfg, store: cfg.Store, m: cfg.Metrics, log: cfg.Logger,
 		cache: newEntryCache(cfg.CacheEntries), seq: map[state.Stream]uint64{}}
-	for _, s := range []state.Stream{state.StreamExceptions, state.StreamDeadLetter} {
+	for _, s := range state.Streams {
 		v, err := p.store.MetaUint(metaSeqPrefix + s.String())
 		if err != nil {
 			return nil, err
@@ -233,6 +237,11 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 		p.m.late.Inc()
 	}
 	p.cache.markDirty(it)
+	if p.cfg.KPI {
+		if err := p.kpiRows(it.e, ev, a); err != nil {
+			return err
+		}
+	}
 	if p.cfg.KeyClock {
 		now = max(ev.EventTime.UnixNano(), it.e.LastEval)
 	}
@@ -500,4 +509,37 @@ func (p *Processor) Close() {
 		p.batch.Discard()
 		p.batch = nil
 	}
+}
+
+// kpiRows writes what the KPI streams need to know of an applied event: a
+// stock status change (first level, then every flip between in and out of
+// stock) and the record of a count (again when a late movement corrects it).
+func (p *Processor) kpiRows(e *state.Entry, ev *sources.Event, a applied) error {
+	t := ev.EventTime.UnixNano()
+	if out := e.OnHand <= 0; e.Baselined && (e.StockSeq == 0 || out != e.StockOut) {
+		e.StockSeq, e.StockOut, e.StockAt = e.StockSeq+1, out, max(t, e.StockAt)
+		j, err := json.Marshal(state.StockChange{SKU: ev.SKU, Location: ev.Location, Category: e.Category, Seq: int(e.StockSeq),
+			At: time.Unix(0, e.StockAt).UTC(), OutOfStock: out, OnHand: e.OnHand})
+		if err != nil {
+			return fmt.Errorf("engine: encode stock change: %w", err)
+		}
+		if err := p.append(state.StreamStock, j); err != nil {
+			return err
+		}
+	}
+	switch {
+	case ev.Type == sources.TypeCount && !a.late && a.baselined:
+		e.CountVersion, e.CountSource = 1, ev.Source
+	case a.countCorrected && e.CountVersion > 0:
+		e.CountVersion++
+	default:
+		return nil
+	}
+	j, err := json.Marshal(state.CountRecord{SKU: ev.SKU, Location: ev.Location, Category: e.Category,
+		CountedAt: time.Unix(0, e.LastCount).UTC(), Source: e.CountSource, Counted: e.LastCountQty,
+		System: e.CountLedgerBefore, Variance: e.CountVariance, UnitCost: e.UnitCost, Version: int(e.CountVersion)})
+	if err != nil {
+		return fmt.Errorf("engine: encode count record: %w", err)
+	}
+	return p.append(state.StreamCounts, j)
 }

@@ -98,7 +98,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (Summary, error) {
 		return Summary{}, err
 	}
 	defer store.Close()
-	p, err := NewProcessor(ProcessorConfig{Store: store, Rules: cfg.Rules, CacheEntries: cfg.CacheEntries, Metrics: cfg.Metrics,
+	p, err := NewProcessor(ProcessorConfig{Store: store, Rules: cfg.Rules, CacheEntries: cfg.CacheEntries, Metrics: cfg.Metrics, KPI: drainsKPI(cfg.ExtraSinks),
 		Logger: cfg.Logger, KeyClock: true})
 	if err != nil {
 		return Summary{}, err
@@ -259,6 +259,17 @@ func fileID(f *os.File) (string, error) {
 	}
 	sum := sha256.Sum256(buf[:n])
 	return hex.EncodeToString(sum[:8]), nil
+}
+
+// drainsKPI reports whether a sink drains a KPI stream: only then does the
+// processor write them.
+func drainsKPI(ss []sinks.Sink) bool {
+	for _, s := range ss {
+		if st := s.Stream(); st == state.StreamStock || st == state.StreamCounts {
+			return true
+		}
+	}
+	return false
 }
 
 // pruneOutbox deletes outbox rows every sink of their stream has delivered.

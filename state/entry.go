@@ -70,6 +70,15 @@ type Entry struct {
 	// 0 for none.
 	Wakes  []RuleWake
 	WakeAt int64
+
+	// KPI streams: the stock status last reported (StockSeq changes so far,
+	// the last at StockAt), the version of the last count's record and the
+	// source of that count.
+	StockSeq     int32
+	StockOut     bool
+	StockAt      int64
+	CountVersion int32
+	CountSource  string
 }
 
 // RuleWake is when one rule asked to be evaluated again on a timer.
@@ -205,6 +214,11 @@ func (e *Entry) appendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendVarint(b, w.At)
 	}
 	b = binary.AppendVarint(b, e.WakeAt)
+	b = binary.AppendVarint(b, int64(e.StockSeq))
+	b = append(b, flag(e.StockOut))
+	b = binary.AppendVarint(b, e.StockAt)
+	b = binary.AppendVarint(b, int64(e.CountVersion))
+	b = putStr(b, e.CountSource)
 	return b, nil
 }
 
@@ -300,6 +314,13 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 		}
 	}
 	e.WakeAt = r.varint()
+	if r.compact {
+		e.StockSeq = int32(r.varint())
+		e.StockOut = r.byte() == 1
+		e.StockAt = r.varint()
+		e.CountVersion = int32(r.varint())
+		e.CountSource = r.str()
+	}
 	return r.err
 }
 

@@ -29,6 +29,7 @@ func sampleEntry() Entry {
 func TestEntryRoundTrip(t *testing.T) {
 	e := sampleEntry()
 	e.UnitCost, e.SnapshotOnHand, e.Demand.Mean = 2.49, 1e300, -(1<<52 + 2) // numbers a varint does not hold
+	e.StockSeq, e.StockOut, e.StockAt, e.CountVersion, e.CountSource = 3, true, 21, 2, "wms"
 	e.Recent = append(e.Recent, Movement{At: 1_780_000_000_000_000_000, Delta: 0.25}, Movement{At: 3, Delta: -1})
 	b, err := e.MarshalBinary()
 	if err != nil {

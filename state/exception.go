@@ -57,3 +57,35 @@ type DeadLetter struct {
 	Raw       string `json:"raw,omitempty"`
 	RawBase64 string `json:"raw_base64,omitempty"`
 }
+
+// StockChange is a SKU-location's stock status as it starts and whenever it
+// flips between in stock (on hand > 0) and out of stock (on hand <= 0): the
+// intervals a stockout-rate KPI needs, in rows that are rare. Seq orders one
+// key's changes (At is the event time of the event that caused it, never
+// earlier than the key's previous change).
+type StockChange struct {
+	SKU        string    `json:"sku"`
+	Location   string    `json:"location"`
+	Category   string    `json:"category,omitempty"`
+	Seq        int       `json:"seq"`
+	At         time.Time `json:"at"`
+	OutOfStock bool      `json:"out_of_stock"`
+	OnHand     float64   `json:"on_hand"`
+}
+
+// CountRecord is one physical count of a ledger that had a level before it:
+// what was counted, what the ledger held (System) and the difference. A
+// movement from before the count that arrives after it corrects System and
+// Variance in a new version.
+type CountRecord struct {
+	SKU       string    `json:"sku"`
+	Location  string    `json:"location"`
+	Category  string    `json:"category,omitempty"`
+	CountedAt time.Time `json:"counted_at"`
+	Source    string    `json:"source"`
+	Counted   float64   `json:"counted"`
+	System    float64   `json:"system"`
+	Variance  float64   `json:"variance"`
+	UnitCost  float64   `json:"unit_cost"`
+	Version   int       `json:"version"`
+}

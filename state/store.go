@@ -19,7 +19,12 @@ type Stream byte
 const (
 	StreamExceptions Stream = 'e' // Exception JSON, one row per version
 	StreamDeadLetter Stream = 'q' // DeadLetter JSON
+	StreamStock      Stream = 's' // StockChange JSON (KPI streams: only when asked for)
+	StreamCounts     Stream = 'c' // CountRecord JSON, one row per version
 )
+
+// Streams are all outbox streams.
+var Streams = []Stream{StreamExceptions, StreamDeadLetter, StreamStock, StreamCounts}
 
 func (s Stream) String() string {
 	switch s {
@@ -27,6 +32,10 @@ func (s Stream) String() string {
 		return "exceptions"
 	case StreamDeadLetter:
 		return "deadletter"
+	case StreamStock:
+		return "stock"
+	case StreamCounts:
+		return "counts"
 	}
 	return fmt.Sprintf("stream(%d)", byte(s))
 }
