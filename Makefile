@@ -5,13 +5,18 @@ BENCHTIME ?= 1s
 BENCH     ?= .
 DEMOFLAGS ?=
 
-.PHONY: build test test-race test-rest bench demo lint fuzz clean
+.PHONY: build test test-race test-rest bench demo lint fuzz clean postgres
 
 build:
 	$(GO) build -o bin/skuwatch ./cmd/skuwatch
 
 ## test: the whole suite: the core packages under the race detector, the rest plain.
-test: test-race test-rest
+## PostgreSQL (for the sink's tests) is started, or installed, first.
+test: postgres test-race test-rest
+
+## postgres: make sure the test PostgreSQL answers on 127.0.0.1:5432.
+postgres:
+	@scripts/ensure-postgres
 
 test-race:
 	$(GO) test -race -count=1 $(CORE)
@@ -20,7 +25,7 @@ test-rest:
 	$(GO) test -count=1 ./cmd/... ./bench/...
 
 ## bench: Go benchmarks with custom metrics (events/s, ns/eval). BENCHTIME=100x for a quick run.
-bench:
+bench: postgres
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
 
 ## demo: generate a retail chain's stream, replay it through the engine, print precision/recall.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -54,6 +55,11 @@ type config struct {
 	Sinks   struct {
 		JSONLDir        string `yaml:"jsonl_dir"`
 		KafkaExceptions bool   `yaml:"kafka_exceptions"`
+		Postgres        struct {
+			DSN    string `yaml:"dsn"`     // libpq URL or key=value; better without the password
+			DSNEnv string `yaml:"dsn_env"` // or: the environment variable that holds the DSN
+			Schema string `yaml:"schema"`
+		} `yaml:"postgres"`
 	} `yaml:"sinks"`
 	HTTP struct {
 		Addr string `yaml:"addr"`
@@ -143,8 +149,21 @@ func loadConfig(path string) (*config, error) {
 		if c.Rules == "" {
 			bad("rules: a rule file is required for the processor stage")
 		}
-		if c.Sinks.JSONLDir == "" && !c.Sinks.KafkaExceptions {
-			bad("sinks: configure jsonl_dir or kafka_exceptions, or exceptions go nowhere")
+		pg := &c.Sinks.Postgres
+		if pg.DSNEnv != "" {
+			if pg.DSN != "" {
+				bad("sinks.postgres: dsn and dsn_env exclude each other")
+			} else if pg.DSN = os.Getenv(pg.DSNEnv); pg.DSN == "" {
+				bad("sinks.postgres.dsn_env: environment variable %s is empty or unset", pg.DSNEnv)
+			}
+		}
+		if pg.DSN != "" {
+			if _, err := pgconn.ParseConfig(pg.DSN); err != nil {
+				bad("sinks.postgres: %v", err)
+			}
+		}
+		if c.Sinks.JSONLDir == "" && !c.Sinks.KafkaExceptions && pg.DSN == "" {
+			bad("sinks: configure jsonl_dir, kafka_exceptions or postgres, or exceptions go nowhere")
 		}
 	}
 	if c.HTTP.Addr == "" {

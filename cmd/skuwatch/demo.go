@@ -17,6 +17,7 @@ import (
 
 	"github.com/skuwatch/skuwatch/engine"
 	"github.com/skuwatch/skuwatch/rules"
+	"github.com/skuwatch/skuwatch/sinks/postgres"
 	"github.com/skuwatch/skuwatch/sources/synth"
 	"github.com/skuwatch/skuwatch/state"
 )
@@ -83,6 +84,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	rulesPath := fs.String("rules", "", "rule file (default: the built-in rules/default.yaml)")
 	rate := fs.Int("rate", 50_000, "events per second produced to the raw topic (0: as fast as the broker takes them)")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long even if the stream is not done")
+	pg := addPostgresFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return userError{err}
 	}
@@ -127,7 +129,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		st.Lines, st.Malformed, st.Duplicates, st.Late, time.Since(t0).Round(time.Millisecond), rateText(*rate))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	demo := &streamDemo{rs: rs, events: p("events.jsonl"), dir: out, rate: *rate, maxRun: *duration, out: stdout}
+	db, err := pg.open(ctx, func() *rules.Ruleset { return rs })
+	if err != nil {
+		return err
+	}
+	if db != nil {
+		defer db.Close()
+	}
+	demo := &streamDemo{rs: rs, events: p("events.jsonl"), dir: out, rate: *rate, maxRun: *duration, out: stdout, pg: db}
 	t1 := time.Now()
 	pc, ic, err := demo.run(ctx)
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -151,6 +160,18 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		dets = append(dets, d...)
 	}
 	printScores(stdout, synth.Score(labels, dets))
+	if db != nil {
+		until, err := postgres.LatestDay(ctx, db.Pool())
+		if err != nil {
+			return err
+		}
+		snap, err := postgres.TakeSnapshot(ctx, db.Pool(), until.AddDate(0, 0, -cfg.Days-1), until)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nPostgreSQL schema %s (skuwatch kpi --postgres ... --postgres-schema %s):\n", db.Schema(), db.Schema())
+		printSnapshot(stdout, snap)
+	}
 	if *dir != "" {
 		fmt.Fprintf(stdout, "\nfiles in %s: events.jsonl labels.jsonl exceptions-<partition>.jsonl state/\n", out)
 	}

@@ -34,6 +34,7 @@ commands:
   rules      check or test a rule file: skuwatch rules check|test FILE
   demo       a retail chain's stream through an in-process Kafka and the engine, scored
   generate   write a synthetic retail stream (events and labels) to files
+  kpi        the KPI values of a period from the PostgreSQL tables (table or --json)
 
 run 'skuwatch <command> -h' for its flags
 `
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "generate":
 		err = cmdGenerate(args[1:], stdout, stderr)
+	case "kpi":
+		err = cmdKPI(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/skuwatch/skuwatch/engine"
+	"github.com/skuwatch/skuwatch/sinks"
 )
 
 func cmdReplay(args []string, stdout, stderr io.Writer) error {
@@ -24,6 +25,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "state directory; an existing one resumes its replay (default: a new temporary directory, removed afterwards)")
 	batch := fs.Int("batch", 2000, "input lines per committed batch")
 	cache := fs.Int("cache-entries", 500_000, "ledger rows kept in memory (the working set); the rest is read from the state store")
+	pg := addPostgresFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return userError{err}
 	}
@@ -51,9 +53,19 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	live := engine.NewRules(rs, nil)
+	db, err := pg.open(ctx, live.Current)
+	if err != nil {
+		return err
+	}
+	var extra []sinks.Sink
+	if db != nil {
+		defer db.Close()
+		extra = db.Sinks("postgres")
+	}
 	sum, err := engine.Replay(ctx, engine.ReplayConfig{
-		Rules: engine.NewRules(rs, nil), EventsPath: *events, OutPath: *out, DLQPath: *dlq,
-		DataDir: dir, BatchLines: *batch, CacheEntries: *cache,
+		Rules: live, EventsPath: *events, OutPath: *out, DLQPath: *dlq,
+		DataDir: dir, BatchLines: *batch, CacheEntries: *cache, ExtraSinks: extra,
 	})
 	if errors.Is(err, engine.ErrOtherInput) {
 		return userError{err}

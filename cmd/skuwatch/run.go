@@ -24,6 +24,7 @@ import (
 
 	"github.com/skuwatch/skuwatch/engine"
 	"github.com/skuwatch/skuwatch/sinks"
+	"github.com/skuwatch/skuwatch/sinks/postgres"
 	"github.com/skuwatch/skuwatch/state"
 )
 
@@ -97,6 +98,15 @@ func runService(ctx context.Context, cfg *config, listening func(addr string)) e
 				return userError{err}
 			}
 		}
+		var pg *postgres.DB
+		if pc := cfg.Sinks.Postgres; pc.DSN != "" {
+			// Migrated before the first write, so the service starts even
+			// while PostgreSQL is down.
+			if pg, err = postgres.New(pc.DSN, postgres.Options{Schema: pc.Schema, Rules: live.Current}); err != nil {
+				return userError{err}
+			}
+			defer pg.Close()
+		}
 		proc, err := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: cfg.Kafka.Brokers,
 			LedgerTopic: cfg.Topics.Ledger, GroupID: cfg.Groups.Processor, DataDir: cfg.DataDir, Rules: live,
 			ChangelogTopic: cfg.Topics.Changelog, Transport: transport,
@@ -115,6 +125,9 @@ func runService(ctx context.Context, cfg *config, listening func(addr string)) e
 						return nil, err
 					}
 					out = append(out, k)
+				}
+				if pg != nil {
+					out = append(out, pg.Sinks("postgres")...)
 				}
 				return out, nil
 			}})

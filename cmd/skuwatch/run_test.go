@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/skuwatch/skuwatch/sinks/postgres/pgtest"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -37,6 +39,8 @@ func TestConfigErrors(t *testing.T) {
 		{"kafka: {brokers: [a:1]}\nstages: [intake, audit]\ntopics: {raw: [r]}\n", `"audit" is not intake or processor`},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nintake: {max_future_skew: soon}\n", "max_future_skew"},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nprocessor: {batch_window: 0s}\n", "processor.batch_window"},
+		{"kafka: {brokers: [a:1]}\ntopics: {raw: [r]}\ndata_dir: d\nrules: r.yaml\nsinks: {postgres: {dsn_env: SKUWATCH_TEST_UNSET}}\n", "SKUWATCH_TEST_UNSET is empty or unset"},
+		{"kafka: {brokers: [a:1]}\ntopics: {raw: [r]}\ndata_dir: d\nrules: r.yaml\nsinks: {postgres: {dsn: \"postgres://h:notaport/db\"}}\n", "sinks.postgres"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.body))
@@ -58,9 +62,10 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestRunService runs the service against the Kafka wire protocol: raw events
-// in, a short receipt out as an exception (JSONL and the exceptions topic),
-// metrics and readiness over HTTP, and a clean stop on cancel.
+// in, a short receipt out as an exception (JSONL, the exceptions topic and
+// PostgreSQL), metrics and readiness over HTTP, and a clean stop on cancel.
 func TestRunService(t *testing.T) {
+	schema := pgtest.Schema(t)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "raw.wms"), kfake.SeedTopics(4, "skuwatch.ledger", "skuwatch.changelog"),
 		kfake.SeedTopics(1, "skuwatch.dlq", "skuwatch.exceptions"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
@@ -72,9 +77,9 @@ func TestRunService(t *testing.T) {
 topics: {raw: [raw.wms]}
 data_dir: %s
 rules: ../../rules/default.yaml
-sinks: {jsonl_dir: %s, kafka_exceptions: true}
+sinks: {jsonl_dir: %s, kafka_exceptions: true, postgres: {dsn: %q, schema: %s}}
 http: {addr: "127.0.0.1:0"}
-`, cluster.ListenAddrs()[0], filepath.Join(dir, "state"), filepath.Join(dir, "out"))))
+`, cluster.ListenAddrs()[0], filepath.Join(dir, "state"), filepath.Join(dir, "out"), pgtest.DSN(), schema)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +157,10 @@ http: {addr: "127.0.0.1:0"}
 	defer conn.Close()
 	if last, _ := conn.ReadLastOffset(); last < 1 {
 		t.Error("no exception on the exceptions topic")
+	}
+	var rule, status string
+	if err := pgtest.Connect(t).QueryRow(context.Background(), "SELECT rule, status FROM "+schema+".exceptions").Scan(&rule, &status); err != nil || rule != "transfer_mismatch" {
+		t.Errorf("PostgreSQL: %s %s, %v; want the open transfer_mismatch", rule, status, err)
 	}
 	dlq, _ := kafka.DialLeader(context.Background(), "tcp", cluster.ListenAddrs()[0], "skuwatch.dlq", 0)
 	defer dlq.Close()

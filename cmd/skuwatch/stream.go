@@ -20,6 +20,7 @@ import (
 	"github.com/skuwatch/skuwatch/engine"
 	"github.com/skuwatch/skuwatch/rules"
 	"github.com/skuwatch/skuwatch/sinks"
+	"github.com/skuwatch/skuwatch/sinks/postgres"
 	"github.com/skuwatch/skuwatch/sources"
 	"github.com/skuwatch/skuwatch/state"
 )
@@ -49,6 +50,7 @@ type streamDemo struct {
 	produced atomic.Int64
 	registry *prometheus.Registry
 	outPaths []string
+	pg       *postgres.DB // nil: no PostgreSQL sinks
 }
 
 // run streams the events file through an in-process Kafka broker and the
@@ -85,7 +87,11 @@ func (d *streamDemo) run(ctx context.Context) (engine.Counts, engine.IntakeCount
 			if err != nil {
 				return nil, err
 			}
-			return []sinks.Sink{sinks.NewJSONL("jsonl-exceptions", d.outPaths[p], state.StreamExceptions, false), k}, nil
+			out := []sinks.Sink{sinks.NewJSONL("jsonl-exceptions", d.outPaths[p], state.StreamExceptions, false), k}
+			if d.pg != nil {
+				out = append(out, d.pg.Sinks("postgres")...)
+			}
+			return out, nil
 		}})
 	if err != nil {
 		return none, engine.IntakeCounts{}, err
