@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,6 +117,11 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 	// chunks, the writer produces them in order and only then commits their
 	// raw offsets. Three chunks circulate: the loop blocks when the writer
 	// is two behind.
+	id := make([]byte, 8)
+	rand.Read(id)
+	stamp := []byte(hex.EncodeToString(id)) // this instance, in HeaderIntake
+	wm := newIntakeWatermark(s.rawPartitions(ctx), time.Now())
+
 	g, gctx := errgroup.WithContext(ctx)
 	full, free := make(chan *intakeChunk, 2), make(chan *intakeChunk, 3)
 	for range cap(free) {
@@ -139,7 +146,7 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 			}
 			c.read = fillBatch(gctx, r, append(c.read[:0], m), s.cfg.BatchSize, 2*time.Millisecond)
 			c.ledger, c.dlq = c.ledger[:0], c.dlq[:0]
-			now := s.cfg.Clock.Now()
+			now, wall := s.cfg.Clock.Now(), time.Now()
 			for _, m := range c.read {
 				var rej *Rejection
 				legs, rej = s.intake.Accept(legs[:0], m.Value, now)
@@ -153,8 +160,11 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 					}})
 					continue
 				}
+				wm.observe(rawPartition{m.Topic, m.Partition}, legs[0].EventTime.UnixNano(), wall)
+				headers := []kafka.Header{{Key: HeaderIntake, Value: stamp},
+					{Key: HeaderWatermark, Value: strconv.AppendInt(nil, wm.low(wall), 10)}}
 				for i := range legs {
-					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i])})
+					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i]), Headers: headers})
 				}
 			}
 			full <- c
@@ -189,6 +199,36 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 		s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
 	}
 	return err
+}
+
+// rawPartitions lists the partitions of the raw topics, so the watermark
+// waits for all of them at start; nil (only the partitions seen count) if
+// the metadata cannot be read.
+func (s *IntakeStage) rawPartitions(ctx context.Context) []rawPartition {
+	d := s.cfg.Dialer
+	if d == nil {
+		d = kafka.DefaultDialer
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, b := range s.cfg.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			continue
+		}
+		ps, err := conn.ReadPartitions(s.cfg.RawTopics...)
+		conn.Close()
+		if err != nil {
+			continue
+		}
+		out := make([]rawPartition, len(ps))
+		for i, p := range ps {
+			out[i] = rawPartition{p.Topic, p.ID}
+		}
+		return out
+	}
+	s.cfg.Logger.Warn("raw topic metadata unavailable; the event-time watermark counts the partitions as they are read")
+	return nil
 }
 
 // intakeChunk is one batch of raw records and what the intake made of them.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,7 @@ func TestIntakeStage(t *testing.T) {
 	in := NewIntake(IntakeConfig{})
 	var pos, wms []kafka.Message
 	wantLedger, wantDLQ := 0, 0
+	var maxEventTime int64
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
 		line := append([]byte(nil), sc.Bytes()...)
@@ -115,6 +117,9 @@ func TestIntakeStage(t *testing.T) {
 			wantDLQ++
 		}
 		wantLedger += len(legs)
+		for _, l := range legs {
+			maxEventTime = max(maxEventTime, l.EventTime.UnixNano())
+		}
 		if bytes.Contains(line, []byte(`"source":"pos"`)) {
 			pos = append(pos, kafka.Message{Value: line})
 		} else {
@@ -159,6 +164,18 @@ func TestIntakeStage(t *testing.T) {
 			}
 			if q := bal.Balance(kafka.Message{Key: m.Key}, 0, 1, 2, 3, 4, 5); q != p {
 				t.Errorf("key %q on partition %d, murmur2 says %d", m.Key, p, q)
+			}
+			var stamped, wm string
+			for _, h := range m.Headers {
+				switch h.Key {
+				case HeaderIntake:
+					stamped = string(h.Value)
+				case HeaderWatermark:
+					wm = string(h.Value)
+				}
+			}
+			if n, err := strconv.ParseInt(wm, 10, 64); stamped == "" || err != nil || n < 0 || n > maxEventTime {
+				t.Errorf("ledger record stamped %q with watermark %q", stamped, wm)
 			}
 			if ev.Type == sources.TypeTransferExpected {
 				expected++

@@ -381,9 +381,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	}
 	var clock Clock = WallClock{}
 	var events *EventClock
+	var marks *ledgerWatermark
 	if s.cfg.Clock == ClockEvent {
 		events = NewEventClock(pos.Watermark)
-		clock = events
+		clock, marks = events, newLedgerWatermark(events)
 	}
 	intake := NewIntake(IntakeConfig{})
 	before := proc.Counts
@@ -446,6 +447,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		} else if !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("engine: fetch %s/%d: %w", topic, a.ID, err)
 		}
+		wall := time.Now()
 		for _, m := range batch {
 			ev, rej := intake.AcceptLedger(m.Value, clock.Now())
 			if rej != nil {
@@ -454,8 +456,8 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 				}
 				continue
 			}
-			if events != nil {
-				events.Observe(ev.EventTime)
+			if marks != nil {
+				marks.observe(m.Headers, ev.EventTime.UnixNano(), wall)
 			}
 			now := clock.Now().UnixNano()
 			if err := proc.FireTimers(now); err != nil {

@@ -30,7 +30,11 @@ import (
 // events keep their order end to end. (With one topic per source system
 // Kafka orders each source but not one source against another; the demo
 // squeezes 70 days into seconds, so a moment of consumer skew between topics
-// would be hours of event time.)
+// would be hours of event time.) The feed has one partition, as one
+// integration feed in time order would: the event-time watermark is then
+// the latest event time read, as in replay; across raw partitions it is the
+// least of theirs, and a partition quiet in event time would hold timers
+// back (engine/watermark.go).
 const demoRaw = "raw.events"
 
 const (
@@ -59,7 +63,7 @@ func (d *streamDemo) run(ctx context.Context) (engine.Counts, engine.IntakeCount
 	var none engine.Counts
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(demoPartitions, demoLedger), kfake.SeedTopics(1, demoDLQ),
 		kfake.SeedTopics(3, demoExceptions), kfake.GroupMinSessionTimeout(500 * time.Millisecond)}
-	opts = append(opts, kfake.SeedTopics(demoPartitions, demoRaw))
+	opts = append(opts, kfake.SeedTopics(1, demoRaw))
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return none, engine.IntakeCounts{}, err

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Event-time watermarks across partitions. The intake reads several raw
+// partitions and each ledger partition mixes what they send, so "the latest
+// event time a ledger partition has seen" runs ahead of a raw partition that
+// is behind (a backlog drained faster on one partition than another), and
+// timers would fire before events that happened earlier arrive. Instead the
+// intake stamps every ledger record with its low watermark — the least of
+// the latest event times of the raw partitions it reads — and a ledger
+// partition's clock is the least of its intakes' stamps. The cost: a raw
+// partition that is quiet in event time (no sales overnight on its keys)
+// holds timers back until its next record. With one raw partition the
+// watermark is replay's: the latest event time read.
+
+// Ledger record headers of the event-time watermark.
+const (
+	HeaderWatermark = "wm"     // the intake's low watermark, unix ns in decimal
+	HeaderIntake    = "intake" // the intake instance that stamped it
+)
+
+// watermarkIdle is how long a source without records stops holding a
+// watermark back (Flink's "idleness"): a raw partition nobody writes to, an
+// intake instance that left the group.
+const watermarkIdle = 5 * time.Second
+
+type rawPartition struct {
+	topic     string
+	partition int
+}
+
+// intakeWatermark is an intake instance's low watermark over the raw
+// partitions it reads. Not safe for concurrent use.
+type intakeWatermark struct {
+	started time.Time
+	known   []rawPartition // every raw partition (from metadata), or nil
+	parts   map[rawPartition]*rawProgress
+}
+
+type rawProgress struct {
+	hi   int64     // latest event time read
+	seen time.Time // wall time of the last record
+}
+
+func newIntakeWatermark(known []rawPartition, now time.Time) *intakeWatermark {
+	return &intakeWatermark{started: now, known: known, parts: map[rawPartition]*rawProgress{}}
+}
+
+// observe notes a record of p at event time t (unix ns), read at now.
+func (w *intakeWatermark) observe(p rawPartition, t int64, now time.Time) {
+	r := w.parts[p]
+	if r == nil {
+		r = &rawProgress{}
+		w.parts[p] = r
+	}
+	r.hi, r.seen = max(r.hi, t), now
+}
+
+// low is the least latest event time of the partitions that are not idle;
+// 0 while a known partition has not been read yet (for the first
+// watermarkIdle after start: another instance may read it). With every
+// partition idle it is the latest of them: everything sent is in.
+func (w *intakeWatermark) low(now time.Time) int64 {
+	low, latest := int64(math.MaxInt64), int64(0)
+	for _, p := range w.known {
+		if _, ok := w.parts[p]; !ok && now.Sub(w.started) < watermarkIdle {
+			return 0
+		}
+	}
+	for _, r := range w.parts {
+		latest = max(latest, r.hi)
+		if now.Sub(r.seen) < watermarkIdle {
+			low = min(low, r.hi)
+		}
+	}
+	if low == math.MaxInt64 {
+		return latest
+	}
+	return low
+}
+
+// ledgerWatermark is a ledger partition's event-time clock from the stamps of
+// the intakes writing to it. Not safe for concurrent use.
+type ledgerWatermark struct {
+	clock *EventClock
+	srcs  map[string]*stampedSource
+}
+
+type stampedSource struct {
+	wm   int64
+	seen time.Time
+}
+
+func newLedgerWatermark(clock *EventClock) *ledgerWatermark {
+	return &ledgerWatermark{clock: clock, srcs: map[string]*stampedSource{}}
+}
+
+// observe advances the clock with one ledger record read at now. A record
+// without a stamp (another producer) counts as its own source, timed by its
+// event time.
+func (w *ledgerWatermark) observe(headers []kafka.Header, eventTime int64, now time.Time) {
+	src, wm := "", eventTime
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderIntake:
+			src = string(h.Value)
+		case HeaderWatermark:
+			if v, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				wm = v
+			}
+		}
+	}
+	s := w.srcs[src]
+	if s == nil {
+		s = &stampedSource{}
+		w.srcs[src] = s
+	}
+	s.wm, s.seen = max(s.wm, wm), now
+	low, latest := int64(math.MaxInt64), int64(0)
+	for _, s := range w.srcs {
+		latest = max(latest, s.wm)
+		if now.Sub(s.seen) < watermarkIdle {
+			low = min(low, s.wm)
+		}
+	}
+	if low == math.MaxInt64 {
+		low = latest
+	}
+	if low > 0 {
+		w.clock.Observe(time.Unix(0, low))
+	}
+}
