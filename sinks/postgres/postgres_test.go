@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -423,5 +426,135 @@ func TestSnapshot(t *testing.T) {
 	if s.Detected != 2 || s.Resolved != 1 || *s.MeanResolutionH != 2 || s.OpenAtUntil != 1 || s.FinancialImpact != 25 ||
 		*s.StockoutRate != 1 || s.SLADue != 1 || *s.SLAAdherence != 1 || s.InventoryAccuracy != nil {
 		t.Errorf("snapshot: %+v", s)
+	}
+}
+
+// proxy forwards TCP connections to PostgreSQL until it is cut: then it
+// closes every connection and refuses new ones, as a server that is down.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.set(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) set(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+// TestOutageLosesNothing: PostgreSQL goes away while the outbox keeps
+// growing; the drainer retries with backoff and, once it is back, the
+// tables are complete.
+func TestOutageLosesNothing(t *testing.T) {
+	u, err := url.Parse(pgtest.DSN())
+	if err != nil || u.Host == "" {
+		t.Skip("needs SKUWATCH_TEST_POSTGRES as a postgres:// URL with a host")
+	}
+	px := newProxy(t, u.Host)
+	u.Host = px.ln.Addr().String()
+	schema := pgtest.Schema(t)
+	db := open(t, u.String(), schema, postgres.Options{})
+	store, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	d, err := sinks.NewDrainer(store, db.Exceptions("pg"), sinks.WithBatchSize(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	notify := make(chan struct{}, 1)
+	go func() { done <- d.Run(ctx, notify, 20*time.Millisecond) }()
+	seq := uint64(0)
+	appendRows := func(n int) {
+		b := store.NewBatch()
+		for i := 0; i < n; i++ {
+			seq++
+			j, _ := json.Marshal(exceptionRow(fmt.Sprint(seq), 1, "open", t0))
+			if err := b.Append(state.StreamExceptions, seq, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case notify <- struct{}{}:
+		default:
+		}
+	}
+	waitCursor := func(want uint64) {
+		deadline := time.Now().Add(30 * time.Second)
+		for d.Cursor() < want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if d.Cursor() < want {
+			t.Fatalf("cursor %d, want %d", d.Cursor(), want)
+		}
+	}
+	appendRows(500)
+	waitCursor(500)
+	px.set(true) // down
+	for i := 0; i < 5; i++ {
+		appendRows(200) // the engine goes on; the outbox grows
+		time.Sleep(50 * time.Millisecond)
+	}
+	head, _ := store.OutboxHead(state.StreamExceptions)
+	if behind := head - d.Cursor(); behind < 1000 {
+		t.Errorf("while PostgreSQL is down the sink is %d rows behind, want all 1000 new ones", behind)
+	}
+	px.set(false) // back
+	waitCursor(seq)
+	cancel()
+	<-done
+	var n int
+	pgtest.Connect(t).QueryRow(context.Background(), "SELECT count(*) FROM "+schema+".exceptions").Scan(&n)
+	if n != int(seq) {
+		t.Errorf("%d rows after the outage, want %d", n, seq)
 	}
 }
