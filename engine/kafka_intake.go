@@ -79,13 +79,11 @@ func NewIntakeStage(cfg IntakeStageConfig) (*IntakeStage, error) {
 	return &IntakeStage{cfg: cfg, intake: NewIntake(cfg.Intake)}, nil
 }
 
-// writer makes a producer whose batches hold a whole WriteMessages call for
-// a partition: kafka-go keeps a partition's order only across calls, so one
-// call must not split into batches that a retry could reorder.
+// writer makes a producer for write, which sizes its batches to hold a
+// whole WriteMessages call for a partition.
 func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 	return &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchSize: 2*s.cfg.BatchSize + 1, BatchBytes: 64 << 20,
-		BatchTimeout: time.Millisecond, Transport: t}
+		RequiredAcks: kafka.RequireAll, BatchBytes: 64 << 20, BatchTimeout: time.Millisecond, Transport: t}
 }
 
 // Run consumes until ctx ends; it owns its reader and writers and closes them
@@ -145,7 +143,7 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 				return fmt.Errorf("engine: intake fetch: %w", err)
 			}
 			c.read = fillBatch(gctx, r, append(c.read[:0], m), s.cfg.BatchSize, 2*time.Millisecond)
-			c.ledger, c.dlq = c.ledger[:0], c.dlq[:0]
+			c.ledger, c.dlq, c.buf = c.ledger[:0], c.dlq[:0], c.buf[:0]
 			now, wall := s.cfg.Clock.Now(), time.Now()
 			for _, m := range c.read {
 				var rej *Rejection
@@ -161,10 +159,13 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 					continue
 				}
 				wm.observe(rawPartition{m.Topic, m.Partition}, legs[0].EventTime.UnixNano(), wall)
-				headers := []kafka.Header{{Key: HeaderIntake, Value: stamp},
-					{Key: HeaderWatermark, Value: strconv.AppendInt(nil, wm.low(wall), 10)}}
+				start := len(c.buf)
+				c.buf = strconv.AppendInt(c.buf, wm.low(wall), 10)
+				headers := []kafka.Header{{Key: HeaderIntake, Value: stamp}, {Key: HeaderWatermark, Value: c.buf[start:len(c.buf):len(c.buf)]}}
 				for i := range legs {
-					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: sources.AppendJSON(nil, &legs[i]), Headers: headers})
+					start := len(c.buf)
+					c.buf = sources.AppendJSON(c.buf, &legs[i])
+					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)], Headers: headers})
 				}
 			}
 			full <- c
@@ -232,14 +233,24 @@ func (s *IntakeStage) rawPartitions(ctx context.Context) []rawPartition {
 }
 
 // intakeChunk is one batch of raw records and what the intake made of them.
+// The ledger values and headers are slices of buf, which is reused once the
+// chunk is acknowledged (a slice made before buf grew keeps the old array).
 type intakeChunk struct {
 	read, ledger, dlq []kafka.Message
+	buf               []byte
 }
 
+// write produces msgs as one batch per partition: kafka-go keeps a
+// partition's order only across calls, so a call must not split into
+// batches that a retry could reorder. BatchSize is the call's length (no
+// partition gets more), set for each call by its only caller — kafka-go
+// reads it in WriteMessages and allocates a batch of that capacity, so a
+// fixed large size cost a few hundred KiB per partition per call.
 func write(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	w.BatchSize = len(msgs)
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		if ctx.Err() != nil {
 			return nil

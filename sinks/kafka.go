@@ -51,9 +51,6 @@ func NewKafka(name string, brokers []string, topic string, opts ...KafkaOption) 
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{}, // the Java client's partitioner: any producer agrees
 		RequiredAcks: kafka.RequireAll,
-		// At least a drain's rows (500), so a Write goes out as one batch a
-		// partition and a retry cannot reorder a partition.
-		BatchSize:    1000,
 		BatchBytes:   64 << 20,
 		BatchTimeout: time.Millisecond,
 		WriteTimeout: 10 * time.Second,
@@ -99,6 +96,9 @@ func (k *Kafka) Write(ctx context.Context, rows []state.Row) ([]byte, error) {
 			{Key: "change", Value: []byte(h.Change)},
 		}})
 	}
+	// One batch a partition, so a retry cannot reorder a partition; sized
+	// to this write (kafka-go allocates batches of BatchSize capacity).
+	k.w.BatchSize = len(k.msgs)
 	if err := k.w.WriteMessages(ctx, k.msgs...); err != nil {
 		var we kafka.WriteErrors
 		if errors.As(err, &we) {
