@@ -252,12 +252,14 @@ func TestConnectionDropsLoseNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	admin := pgtest.Connect(t)
+	admin, killer := pgtest.Connect(t), pgtest.Connect(t) // a pgx.Conn is for one goroutine
 	var killed atomic.Int64
+	killerDone := make(chan struct{})
 	go func() {
+		defer close(killerDone)
 		for ctx.Err() == nil {
 			var n int
-			admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+			killer.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
 				postgres.ApplicationName).Scan(&n)
 			killed.Add(int64(n))
 			time.Sleep(150 * time.Millisecond)
@@ -272,6 +274,7 @@ func TestConnectionDropsLoseNothing(t *testing.T) {
 	}
 	cancel()
 	<-done
+	<-killerDone
 	if d.Cursor() != seq {
 		t.Fatalf("cursor %d of %d after 60s", d.Cursor(), seq)
 	}
@@ -279,8 +282,12 @@ func TestConnectionDropsLoseNothing(t *testing.T) {
 		t.Fatal("no connection was terminated: the test tested nothing")
 	}
 	var rowsN, changes, wrong int
-	admin.QueryRow(context.Background(), "SELECT count(*), count(*) FILTER (WHERE version <> $1) FROM "+schema+".exceptions", versions).Scan(&rowsN, &wrong)
-	admin.QueryRow(context.Background(), "SELECT count(*) FROM "+schema+".exception_changes").Scan(&changes)
+	if err := admin.QueryRow(context.Background(), "SELECT count(*), count(*) FILTER (WHERE version <> $1) FROM "+schema+".exceptions", versions).Scan(&rowsN, &wrong); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM "+schema+".exception_changes").Scan(&changes); err != nil {
+		t.Fatal(err)
+	}
 	if rowsN != ids || wrong != 0 || changes != ids*versions {
 		t.Errorf("after %d terminated connections: %d rows (%d not at v%d), %d changes; want %d rows, %d changes", killed.Load(), rowsN, wrong, versions, changes, ids, ids*versions)
 	}
