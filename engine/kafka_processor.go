@@ -275,6 +275,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	defer store.Close()
 	var beforeCommit func([]byte) error
 	var pendingNext int64 // the ledger offset the batch being committed ends at
+	var cursorsOnly bool  // the batch being committed holds only sink cursors
 	if s.cfg.ChangelogTopic != "" {
 		n, err := s.restore(ctx, store, a.ID)
 		if err != nil {
@@ -297,8 +298,11 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			// shutdown is finished, not abandoned.
 			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			return cl.WriteMessages(wctx, kafka.Message{Value: repr,
-				Headers: []kafka.Header{{Key: "ledger_offset", Value: []byte(strconv.FormatInt(pendingNext, 10))}}})
+			h := []kafka.Header{{Key: "ledger_offset", Value: []byte(strconv.FormatInt(pendingNext, 10))}}
+			if cursorsOnly {
+				h = append(h, kafka.Header{Key: "cursors_only", Value: []byte("1")})
+			}
+			return cl.WriteMessages(wctx, kafka.Message{Value: repr, Headers: h})
 		}
 	}
 	// Sinks drain this partition's outbox in their own goroutines.
@@ -330,9 +334,25 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		}
 	}
 
+	var lastPos Position // of this assignment's last commit
+	var stopped bool     // the loop ended with everything applied committed
+	// Cursors of sinks whose destination is shared go into the batch, so
+	// the changelog carries them and a new owner of the partition resumes
+	// delivery near where this one was, not from the start. (0: the drainer
+	// has not read its stored cursor yet.)
+	var drainers []*sinks.Drainer
+	recordCursors := func() error {
+		for _, d := range drainers {
+			if c := d.Cursor(); c > 0 && sinks.IsMovable(d.Sink()) {
+				if err := proc.RecordCursor(d.Sink().Name(), c); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	sinkCtx, stopSinks := context.WithCancel(context.Background())
 	var sinkWG sync.WaitGroup
-	var drainers []*sinks.Drainer
 	notify := make([]chan struct{}, len(outs))
 	for i, out := range outs {
 		d, err := sinks.NewDrainer(store, out, sinks.WithLogger(s.cfg.Logger))
@@ -361,6 +381,14 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		for _, d := range drainers {
 			if _, err := d.Drain(final); err != nil {
 				s.cfg.Logger.Warn("final sink delivery incomplete", "sink", d.Sink().Name(), "partition", a.ID, "err", err)
+			}
+		}
+		// And one more batch, of nothing but the shared sinks' cursors, so
+		// the next owner resumes exactly after this delivery.
+		if stopped && lastPos.Input != nil && recordCursors() == nil {
+			pendingNext, cursorsOnly = next, true
+			if err := proc.Commit(lastPos, true); err != nil {
+				s.cfg.Logger.Warn("final cursor batch not written; the next owner delivers the last rows again", "partition", a.ID, "err", err)
 			}
 		}
 	}()
@@ -404,13 +432,19 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			wm = events.Watermark()
 		}
 		pendingNext = next
-		if err := proc.Commit(Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}, true); err != nil {
+		if err := recordCursors(); err != nil {
 			return err
 		}
+		pos := Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}
+		if err := proc.Commit(pos, true); err != nil {
+			return err
+		}
+		lastPos = pos
 		pending, lastCommit = 0, time.Now()
 		if lastCommit.Sub(lastPrune) >= time.Second {
-			// Rows every sink of their stream delivered go (local only: a
-			// partition restored elsewhere has its own sink cursors).
+			// Rows every sink of their stream delivered go (locally: a
+			// partition restored elsewhere gets the changelog's rows and
+			// prunes by its own drainers' cursors).
 			if err := pruneOutbox(store, drainers); err != nil {
 				return err
 			}
@@ -426,6 +460,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		wait := s.cfg.Tick
 		if pending == 0 {
 			if err := s.waitForSinks(ctx, partLabel, store, drainers); err != nil {
+				stopped = true
 				return nil // the generation ended
 			}
 		} else {
@@ -441,8 +476,11 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		} else if ctx.Err() != nil {
 			// A stop: what was applied is committed, not abandoned.
 			if pending > 0 {
-				return commit()
+				if err := commit(); err != nil {
+					return err
+				}
 			}
+			stopped = true
 			return nil
 		} else if !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("engine: fetch %s/%d: %w", topic, a.ID, err)
@@ -524,12 +562,18 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 			}
 			off = m.Offset + 1
 			var end int64 = -1
+			cursors := false
 			for _, h := range m.Headers {
-				if h.Key == "ledger_offset" {
+				switch h.Key {
+				case "ledger_offset":
 					end, _ = strconv.ParseInt(string(h.Value), 10, 64)
+				case "cursors_only":
+					cursors = true
 				}
 			}
-			if end > local {
+			// A batch of sink cursors ends where the batch before it did
+			// (its owner's last delivery after its last state batch).
+			if end > local || cursors && end == local {
 				if err := store.ApplyRepr(m.Value); err != nil {
 					batch.Close()
 					return applied, err

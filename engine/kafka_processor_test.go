@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,13 +128,17 @@ func (fx ledgerFixture) start(t *testing.T) (*ProcessorStage, func()) {
 }
 
 // startInstance runs a stage with its own data dir and outputs.
-func (fx ledgerFixture) startInstance(t *testing.T, data string, outs []string, changelog string) (*ProcessorStage, func()) {
+func (fx ledgerFixture) startInstance(t *testing.T, data string, outs []string, changelog string, extra ...func(p int) sinks.Sink) (*ProcessorStage, func()) {
 	t.Helper()
 	st, err := NewProcessorStage(ProcessorStageConfig{Brokers: []string{fx.addr}, LedgerTopic: "ledger",
 		DataDir: filepath.Join(fx.dir, data), Rules: defaultRules(t), Clock: ClockEvent, Tick: 50 * time.Millisecond,
 		SessionTimeout: time.Second, ChangelogTopic: changelog,
 		Sinks: func(p int) ([]sinks.Sink, error) {
-			return []sinks.Sink{sinks.NewJSONL("jsonl", outs[p], state.StreamExceptions, true)}, nil
+			out := []sinks.Sink{sinks.NewJSONL("jsonl", outs[p], state.StreamExceptions, true)}
+			for _, e := range extra {
+				out = append(out, e(p))
+			}
+			return out, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +245,59 @@ func TestProcessorStageTakeover(t *testing.T) {
 	// B holds every partition's whole state, outbox included, so its outputs
 	// alone are the complete history.
 	compareWithReplay(t, fx, finalExceptions(t, outs("b-")...))
+}
+
+// sharedSink stands for a destination both instances write to (a topic, a
+// database): it counts how often each outbox row of each partition arrives.
+type sharedSink struct {
+	mu   *sync.Mutex
+	got  map[[2]uint64]int // partition, seq → deliveries
+	part uint64
+}
+
+func (s sharedSink) Name() string         { return "shared" }
+func (s sharedSink) Stream() state.Stream { return state.StreamExceptions }
+func (s sharedSink) Movable() bool        { return true }
+func (s sharedSink) Open([]byte) error    { return nil }
+func (s sharedSink) Close() error         { return nil }
+func (s sharedSink) Write(_ context.Context, rows []state.Row) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rows {
+		s.got[[2]uint64{s.part, r.Seq}]++
+	}
+	return nil, nil
+}
+
+// TestProcessorStageTakeoverMovesCursors: a sink whose destination is shared
+// resumes on the new owner near where the old one stopped, not from the start.
+func TestProcessorStageTakeoverMovesCursors(t *testing.T) {
+	cluster, fx := newLedger(t, streamed)
+	defer cluster.Close()
+	var mu sync.Mutex
+	got := map[[2]uint64]int{}
+	shared := func(p int) sinks.Sink { return sharedSink{mu: &mu, got: got, part: uint64(p)} }
+	a, stopA := fx.startInstance(t, "a", fx.outsFor("a-"), "changelog", shared)
+	waitFor(t, "half the records", func() bool { return a.Counts().Processed >= fx.records/2 })
+	stopA()
+	mu.Lock()
+	byA := len(got)
+	mu.Unlock()
+	b, stopB := fx.startInstance(t, "b", fx.outsFor("b-"), "changelog", shared)
+	waitFor(t, "the rest on B", func() bool { return a.Counts().Processed+b.Counts().Processed >= fx.records })
+	stopB()
+	mu.Lock()
+	defer mu.Unlock()
+	twice := 0
+	for _, n := range got {
+		if n > 1 {
+			twice++
+		}
+	}
+	t.Logf("A delivered %d rows; %d rows in all, %d of them twice", byA, len(got), twice)
+	if byA == 0 || twice > byA/10 {
+		t.Errorf("B delivered %d of A's %d rows again: the cursors did not move with the partitions", twice, byA)
+	}
 }
 
 // TestProcessorStageSplit: two instances in one group split the partitions;

@@ -443,6 +443,12 @@ func setWake(e *state.Entry, rule string, at int64) {
 	}
 }
 
+// RecordCursor writes a sink's cursor into the batch being built, so it
+// travels with the batch (a changelog record) to another instance.
+func (p *Processor) RecordCursor(sink string, seq uint64) error {
+	return p.batch.SetCursor(sink, seq, nil)
+}
+
 // Commit writes the batch's ledger rows and pos with everything applied since
 // the last commit, atomically, then starts the next batch.
 func (p *Processor) Commit(pos Position, sync bool) error {

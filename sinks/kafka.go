@@ -73,6 +73,9 @@ func (k *Kafka) Name() string { return k.name }
 // Stream implements Sink.
 func (k *Kafka) Stream() state.Stream { return state.StreamExceptions }
 
+// Movable implements Movable: the topic is the same from any instance.
+func (k *Kafka) Movable() bool { return true }
+
 // Open implements Sink; the sink keeps no checkpoint of its own.
 func (k *Kafka) Open([]byte) error { return nil }
 

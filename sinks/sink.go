@@ -34,6 +34,21 @@ type Sink interface {
 	Close() error
 }
 
+// Movable is implemented by sinks whose cursor means the same on any
+// instance: the destination is shared (a topic, a database) and the sink
+// keeps no local checkpoint. Their cursors travel with a partition's state
+// to the instance that takes the partition over; a file sink's do not.
+type Movable interface {
+	Sink
+	Movable() bool
+}
+
+// IsMovable reports whether s's cursor may move between instances.
+func IsMovable(s Sink) bool {
+	m, ok := s.(Movable)
+	return ok && m.Movable()
+}
+
 // ErrPermanent marks a sink error that retrying will not fix.
 var ErrPermanent = errors.New("sinks: permanent failure")
 

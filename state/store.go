@@ -273,12 +273,15 @@ func (s *Store) Cursor(sink string) (seq uint64, checkpoint []byte, err error) {
 
 // SetCursor durably records a sink's position and checkpoint.
 func (s *Store) SetCursor(sink string, seq uint64, checkpoint []byte) error {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(checkpoint)), seq)
-	v = append(v, checkpoint...)
-	if err := s.db.Set(cursorKey(sink), v, pebble.Sync); err != nil {
+	if err := s.db.Set(cursorKey(sink), cursorValue(seq, checkpoint), pebble.Sync); err != nil {
 		return fmt.Errorf("state: write cursor %s: %w", sink, err)
 	}
 	return nil
+}
+
+func cursorValue(seq uint64, checkpoint []byte) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(checkpoint)), seq)
+	return append(v, checkpoint...)
 }
 
 // PruneOutbox deletes the rows of stream with seq ≤ upTo; call it with the
@@ -335,6 +338,12 @@ func (b *Batch) Append(stream Stream, seq uint64, value []byte) error {
 
 // SetMeta writes a meta value.
 func (b *Batch) SetMeta(name string, value []byte) error { return b.b.Set(metaKey(name), value, nil) }
+
+// SetCursor writes a sink's cursor in the batch (so that it is in the
+// batch's Repr too), as Store.SetCursor does on its own.
+func (b *Batch) SetCursor(sink string, seq uint64, checkpoint []byte) error {
+	return b.b.Set(cursorKey(sink), cursorValue(seq, checkpoint), nil)
+}
 
 // SetMetaUint writes a meta value as 8 big-endian bytes.
 func (b *Batch) SetMetaUint(name string, v uint64) error {

@@ -146,6 +146,10 @@ type sink struct {
 	buf   []byte
 }
 
+// Movable implements sinks.Movable: the tables are the same from any
+// instance.
+func (s *sink) Movable() bool { return true }
+
 func (s *sink) Name() string         { return s.name }
 func (s *sink) Stream() state.Stream { return s.stream }
 
