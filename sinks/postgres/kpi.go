@@ -23,7 +23,7 @@ func Connect(ctx context.Context, dsn, schema string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	cfg.RuntimeParams["search_path"] = schema
+	cfg.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	cfg.RuntimeParams["timezone"] = "UTC"
 	cfg.RuntimeParams["application_name"] = "skuwatch-kpi"
 	c, err := pgx.ConnectConfig(ctx, cfg)
