@@ -138,6 +138,11 @@ func (s *ProcessorStage) Counts() Counts {
 // returns only after every partition goroutine has stopped and closed its
 // store, so another stage may take the partitions over at once.
 func (s *ProcessorStage) Run(ctx context.Context) error {
+	if s.cfg.ChangelogTopic != "" {
+		if err := s.checkChangelog(ctx); err != nil {
+			return err
+		}
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: s.cfg.GroupID, Brokers: s.cfg.Brokers,
 		Topics: []string{s.cfg.LedgerTopic}, Dialer: s.cfg.Dialer, SessionTimeout: s.cfg.SessionTimeout,
 		HeartbeatInterval: heartbeat(s.cfg.SessionTimeout), StartOffset: kafka.FirstOffset})
@@ -245,6 +250,41 @@ func (c *offsetCommitter) run(ctx context.Context, gen *kafka.Generation, topic 
 			commit()
 		}
 	}
+}
+
+// checkChangelog refuses a changelog topic with fewer partitions than the
+// ledger: partition N's state goes to changelog partition N.
+func (s *ProcessorStage) checkChangelog(ctx context.Context) error {
+	d := s.cfg.Dialer
+	if d == nil {
+		d = kafka.DefaultDialer
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", s.cfg.Brokers[0])
+	if err != nil {
+		return fmt.Errorf("engine: changelog check: %w", err)
+	}
+	defer conn.Close()
+	count := func(topic string) (int, error) {
+		ps, err := conn.ReadPartitions(topic)
+		if err != nil {
+			return 0, fmt.Errorf("engine: topic %s: %w", topic, err)
+		}
+		return len(ps), nil
+	}
+	ledger, err := count(s.cfg.LedgerTopic)
+	if err != nil {
+		return err
+	}
+	changelog, err := count(s.cfg.ChangelogTopic)
+	if err != nil {
+		return fmt.Errorf("%w (create the changelog topic with %d partitions, retention.ms=-1)", err, ledger)
+	}
+	if changelog < ledger {
+		return fmt.Errorf("engine: changelog topic %s has %d partitions, the ledger %s %d: it needs at least as many", s.cfg.ChangelogTopic, changelog, s.cfg.LedgerTopic, ledger)
+	}
+	return nil
 }
 
 // heartbeat is a third of the session timeout (kafka-go's default of 3s

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -329,4 +330,20 @@ func TestProcessorStageSplit(t *testing.T) {
 		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
 	}
 	compareWithReplay(t, fx, finalExceptions(t, outs("b-")...))
+}
+
+func TestProcessorStageRefusesSmallChangelog(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "ledger"), kfake.SeedTopics(2, "changelog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	st, err := NewProcessorStage(ProcessorStageConfig{Brokers: cluster.ListenAddrs(), LedgerTopic: "ledger", DataDir: t.TempDir(),
+		Rules: defaultRules(t), ChangelogTopic: "changelog", Sinks: func(int) ([]sinks.Sink, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "has 2 partitions, the ledger ledger 4") {
+		t.Errorf("got %v", err)
+	}
 }
