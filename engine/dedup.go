@@ -73,15 +73,26 @@ func newDedup(store *state.Store, capacity uint) (*dedup, error) {
 	return &dedup{store: store, ids: ids, pending: map[string]struct{}{}}, nil
 }
 
-// seen reports whether key was applied before; it does not mark it.
-func (d *dedup) seen(key []byte, source, id string, kind byte) (bool, error) {
+// seen reports whether key (of the event at eventTime) was applied before;
+// it does not mark it.
+func (d *dedup) seen(key []byte, eventTime int64, source, id string, kind byte) (bool, error) {
 	if !d.ids.mayContain(key) {
 		return false, nil
 	}
 	if _, ok := d.pending[string(key)]; ok {
 		return true, nil
 	}
-	return d.store.Applied(source, id, kind)
+	return d.store.Applied(eventTime, source, id, kind)
+}
+
+// prune forgets the ids of events before day (state.AppliedDay) and
+// rebuilds the filter from the ids left.
+func (d *dedup) prune(day uint32) error {
+	pruned, err := d.store.PruneApplied(day)
+	if err != nil || !pruned {
+		return err
+	}
+	return d.ids.rebuild()
 }
 
 func (d *dedup) mark(key []byte) {

@@ -63,6 +63,8 @@ type ProcessorStageConfig struct {
 	// CacheEntries per partition, as ProcessorConfig. The default is
 	// ProcessorConfig's.
 	CacheEntries int
+	// DedupRetention, as ProcessorConfig. The default is ProcessorConfig's.
+	DedupRetention time.Duration
 	// CommitInterval is how often the group offsets (a copy of the offsets
 	// in the stores) are committed, all partitions in one request. The
 	// default is 500ms.
@@ -355,7 +357,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			o.Close()
 		}
 	}()
-	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries,
+	proc, err := NewProcessor(ProcessorConfig{Store: store, Rules: s.cfg.Rules, CacheEntries: s.cfg.CacheEntries, DedupRetention: s.cfg.DedupRetention,
 		Metrics: s.cfg.Metrics, Logger: s.cfg.Logger, KeyClock: s.cfg.Clock == ClockEvent, BeforeCommit: beforeCommit,
 		KPI: drainsKPI(outs)})
 	if err != nil {

@@ -41,6 +41,13 @@ type ProcessorConfig struct {
 	// independent of how keys are spread over partitions and interleaved:
 	// replay and a partitioned stream agree. The default is false (live).
 	KeyClock bool
+	// DedupRetention is how long (by the clock passed to FireTimers) an
+	// applied event id is remembered: a redelivery of an event older than
+	// that is applied again (unless it is from before its key's last count,
+	// which is inside the count anyway). Ids are kept in UTC days of event
+	// time, so the window is this rounded up to whole days. The default is
+	// 7 days; negative keeps them forever.
+	DedupRetention time.Duration
 	// KPI also writes the KPI streams (state.StreamStock, state.StreamCounts)
 	// to the outbox; only for a store whose sinks drain them, or their rows
 	// would accumulate. The default is false.
@@ -83,6 +90,8 @@ type Processor struct {
 	firedDone state.Timer // fired as of the last commit
 	pending   []state.Timer
 	evals     uint64
+	clock     int64  // the latest clock passed to FireTimers
+	prunedTo  uint32 // applied ids of days before this are gone
 
 	Counts Counts
 }
@@ -101,6 +110,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	}
 	if cfg.CacheEntries <= 0 {
 		cfg.CacheEntries = 500_000
+	}
+	if cfg.DedupRetention == 0 {
+		cfg.DedupRetention = 7 * 24 * time.Hour
 	}
 	if cfg.ExpectedEventIDs == 0 {
 		cfg.ExpectedEventIDs = 1 << 20
@@ -210,7 +222,7 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 		kind = 1
 	}
 	p.keyBuf = state.AppendDedupKey(p.keyBuf[:0], ev.Source, ev.EventID, kind)
-	seen, err := p.dedup.seen(p.keyBuf, ev.Source, ev.EventID, kind)
+	seen, err := p.dedup.seen(p.keyBuf, ev.EventTime.UnixNano(), ev.Source, ev.EventID, kind)
 	if err != nil {
 		return err
 	}
@@ -251,6 +263,7 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 // FireTimers evaluates the timer rules of every key whose wake time is at or
 // before now, each at its own due time, in (due, key) order.
 func (p *Processor) FireTimers(now int64) error {
+	p.clock = max(p.clock, now)
 	for p.nextTimer != 0 && p.nextTimer <= now {
 		due, err := p.store.DueTimers(p.fired, now, timerPage)
 		if err != nil {
@@ -485,6 +498,15 @@ func (p *Processor) Commit(pos Position, sync bool) error {
 	}
 	if err := p.ledger.grow(); err != nil {
 		return err
+	}
+	if p.cfg.DedupRetention > 0 && p.clock > 0 {
+		// Once a day of the clock: the ids of events older than the window go.
+		if day := state.AppliedDay(p.clock - int64(p.cfg.DedupRetention)); day > p.prunedTo {
+			if err := p.dedup.prune(day); err != nil {
+				return err
+			}
+			p.prunedTo = day
+		}
 	}
 	p.m.batchSeconds.Observe(time.Since(start).Seconds())
 	return nil

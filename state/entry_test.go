@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"reflect"
 	"testing"
@@ -144,3 +145,53 @@ const format5Sample = "" +
 	"616e6369616c5f696d70616374223a302c22747269676765725f736f75726365223a22222c22747269676765725f6576" +
 	"656e745f6964223a22222c2276657273696f6e223a327d021e00000000000000c020000000000000144022010b737461" +
 	"6c655f636f756e74241c"
+
+func TestAppliedIDsByDay(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := int64(24 * time.Hour)
+	t1, t2 := 20_000*day+5, 20_003*day+7 // two UTC days
+	// An id of the layout before format 6 ('d', no day), as an old store has it.
+	legacy := append([]byte{tagAppliedV1}, AppendDedupKey(nil, "pos", "old", 0)...)
+	if err := s.db.Set(legacy, binary.BigEndian.AppendUint64(nil, uint64(t1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	b.MarkApplied("pos", "e1", 0, t1)
+	b.MarkApplied("pos", "e2", 0, t2)
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, Options{}); err != nil { // moves the legacy id into its day
+		t.Fatal(err)
+	}
+	defer s.Close()
+	has := func(id string, at int64) bool {
+		ok, err := s.Applied(at, "pos", id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !has("old", t1) || !has("e1", t1) || !has("e2", t2) || has("e1", t2) {
+		t.Fatal("applied ids not found by their event day")
+	}
+	var keys []string
+	s.EachApplied(func(k []byte) { keys = append(keys, string(k)) })
+	if len(keys) != 3 || keys[0] != string(AppendDedupKey(nil, "pos", "e1", 0)) {
+		t.Errorf("EachApplied: %q", keys)
+	}
+	if pruned, err := s.PruneApplied(AppliedDay(t1)); err != nil || pruned {
+		t.Errorf("nothing before day %d: pruned %v, %v", AppliedDay(t1), pruned, err)
+	}
+	if pruned, err := s.PruneApplied(AppliedDay(t2)); err != nil || !pruned {
+		t.Errorf("prune before day %d: %v, %v", AppliedDay(t2), pruned, err)
+	}
+	if has("old", t1) || has("e1", t1) || !has("e2", t2) {
+		t.Error("pruning kept an old day or dropped a new one")
+	}
+}

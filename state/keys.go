@@ -8,7 +8,12 @@ import "encoding/binary"
 // 0x00 (intake rejects it), so 0x00 is a safe separator.
 //
 //	'l' sku 0x00 location                      → Entry (entry.go), the ledger row
-//	'd' source 0x00 event_id 0x00 kind(1)      → event time, 8 B unix ns: event applied once
+//	'a' day(4) source 0x00 event_id 0x00 kind(1) → event time, 8 B unix ns: event applied
+//	                                             once; day is the UTC day of its event time
+//	                                             (a redelivery has the same), so old days
+//	                                             are dropped as one range
+//	'd' source 0x00 event_id 0x00 kind(1)      → the same without the day (until format 6);
+//	                                             Open moves them to 'a'
 //	't' due(8, unix ns) sku 0x00 location      → empty: wake timer index; valid only
 //	                                             while Entry.WakeAt == due (lazy delete)
 //	'x' exception_id                           → Exception JSON, latest version
@@ -17,7 +22,8 @@ import "encoding/binary"
 //	'm' name                                   → meta: input offset, outbox sequences, input id
 const (
 	tagLedger    = 'l'
-	tagApplied   = 'd'
+	tagApplied   = 'a'
+	tagAppliedV1 = 'd'
 	tagTimer     = 't'
 	tagException = 'x'
 	tagOutbox    = 'o'
@@ -30,14 +36,24 @@ func ledgerKey(stateKey string) []byte {
 	return append(append(k, tagLedger), stateKey...)
 }
 
-func appliedKey(source, eventID string, kind byte) []byte {
-	k := make([]byte, 1, 4+len(source)+len(eventID))
+func appliedKey(eventTime int64, source, eventID string, kind byte) []byte {
+	k := make([]byte, 5, 8+len(source)+len(eventID))
 	k[0] = tagApplied
+	binary.BigEndian.PutUint32(k[1:], AppliedDay(eventTime))
 	return AppendDedupKey(k, source, eventID, kind)
 }
 
-// AppendDedupKey appends an applied-id key without its table tag — what
-// Store.EachApplied reports — to dst.
+// AppliedDay is the UTC day number (since 1970) of an event time, the
+// bucket of its applied id; 0 for times before 1970.
+func AppliedDay(eventTime int64) uint32 {
+	if eventTime < 0 {
+		return 0
+	}
+	return uint32(eventTime / (24 * 3600 * 1e9))
+}
+
+// AppendDedupKey appends an applied-id key without its table tag and day —
+// what Store.EachApplied reports — to dst.
 func AppendDedupKey(dst []byte, source, eventID string, kind byte) []byte {
 	dst = append(dst, source...)
 	dst = append(dst, 0)

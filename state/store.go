@@ -88,7 +88,51 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	st := &Store{db: db}
+	if err := st.migrateApplied(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// migrateApplied moves applied ids of the day-less layout ('d') into day
+// buckets ('a'), once.
+func (s *Store) migrateApplied() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAppliedV1}, UpperBound: []byte{tagAppliedV1 + 1}})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) != 8 {
+			continue
+		}
+		k := make([]byte, 5, 4+len(it.Key()))
+		k[0] = tagApplied
+		binary.BigEndian.PutUint32(k[1:], AppliedDay(int64(binary.BigEndian.Uint64(v))))
+		b.Set(append(k, it.Key()[1:]...), v, nil)
+		if n++; n%10_000 == 0 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				it.Close()
+				return fmt.Errorf("state: move applied ids: %w", err)
+			}
+			b = s.db.NewBatch()
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("state: move applied ids: %w", err)
+	}
+	if n == 0 {
+		return b.Close()
+	}
+	b.DeleteRange([]byte{tagAppliedV1}, []byte{tagAppliedV1 + 1}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("state: move applied ids: %w", err)
+	}
+	return nil
 }
 
 // Close flushes and closes the database.
@@ -119,9 +163,10 @@ func (s *Store) Entry(stateKey string) (e *Entry, ok bool, err error) {
 	return e, true, nil
 }
 
-// Applied reports whether the event id was marked applied by a committed batch.
-func (s *Store) Applied(source, eventID string, kind byte) (bool, error) {
-	_, closer, err := s.db.Get(appliedKey(source, eventID, kind))
+// Applied reports whether the event id (with its event time, unix ns) was
+// marked applied by a committed batch and not pruned since.
+func (s *Store) Applied(eventTime int64, source, eventID string, kind byte) (bool, error) {
+	_, closer, err := s.db.Get(appliedKey(eventTime, source, eventID, kind))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -132,9 +177,31 @@ func (s *Store) Applied(source, eventID string, kind byte) (bool, error) {
 	return true, nil
 }
 
-// EachApplied calls fn with the dedup key of every applied event id, in key
-// order; the engine uses it to rebuild its in-memory filter at start.
-func (s *Store) EachApplied(fn func(dedupKey []byte)) error { return s.eachKey(tagApplied, fn) }
+// EachApplied calls fn with the dedup key (AppendDedupKey's) of every
+// applied event id, in day then key order; the engine uses it to rebuild its
+// in-memory filter.
+func (s *Store) EachApplied(fn func(dedupKey []byte)) error {
+	return s.eachKey(tagApplied, func(k []byte) { fn(k[4:]) })
+}
+
+// PruneApplied forgets the applied ids of events before UTC day beforeDay
+// (AppliedDay): a redelivery of one of them is applied again. It reports
+// whether there was any.
+func (s *Store) PruneApplied(beforeDay uint32) (bool, error) {
+	hi := binary.BigEndian.AppendUint32([]byte{tagApplied}, beforeDay)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagApplied}, UpperBound: hi, KeyTypes: pebble.IterKeyTypePointsOnly})
+	if err != nil {
+		return false, err
+	}
+	any := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil || !any {
+		return false, err
+	}
+	if err := s.db.DeleteRange([]byte{tagApplied}, hi, pebble.NoSync); err != nil {
+		return false, fmt.Errorf("state: prune applied ids: %w", err)
+	}
+	return true, nil
+}
 
 // EachEntryKey calls fn with the state key of every ledger row.
 func (s *Store) EachEntryKey(fn func(stateKey []byte)) error { return s.eachKey(tagLedger, fn) }
@@ -313,7 +380,7 @@ func (b *Batch) PutEntry(stateKey string, e *Entry, scratch []byte) ([]byte, err
 
 // MarkApplied records an applied event id with its event time.
 func (b *Batch) MarkApplied(source, eventID string, kind byte, eventTime int64) error {
-	return b.b.Set(appliedKey(source, eventID, kind), binary.BigEndian.AppendUint64(nil, uint64(eventTime)), nil)
+	return b.b.Set(appliedKey(eventTime, source, eventID, kind), binary.BigEndian.AppendUint64(nil, uint64(eventTime)), nil)
 }
 
 // SetTimer adds a wake timer index row.

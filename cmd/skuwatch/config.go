@@ -69,18 +69,20 @@ type config struct {
 		MaxFutureSkew string   `yaml:"max_future_skew"`
 	} `yaml:"intake"`
 	Processor struct {
-		BatchSize    int    `yaml:"batch_size"`
-		BatchWindow  string `yaml:"batch_window"`
-		CacheEntries int    `yaml:"cache_entries"`
-		MaxBacklog   uint64 `yaml:"max_backlog"`
+		BatchSize      int    `yaml:"batch_size"`
+		BatchWindow    string `yaml:"batch_window"`
+		CacheEntries   int    `yaml:"cache_entries"`
+		MaxBacklog     uint64 `yaml:"max_backlog"`
+		DedupRetention string `yaml:"dedup_retention"`
 	} `yaml:"processor"`
 	Profiling struct {
 		PyroscopeURL string `yaml:"pyroscope_url"`
 		AppName      string `yaml:"app_name"`
 	} `yaml:"profiling"`
 
-	futureSkew  time.Duration
-	batchWindow time.Duration
+	futureSkew     time.Duration
+	batchWindow    time.Duration
+	dedupRetention time.Duration
 }
 
 func (c *config) runs(stage string) bool {
@@ -177,6 +179,11 @@ func loadConfig(path string) (*config, error) {
 	if w := c.Processor.BatchWindow; w != "" {
 		if c.batchWindow, err = time.ParseDuration(w); err != nil || c.batchWindow <= 0 {
 			bad("processor.batch_window: %q is not a duration like 10ms", w)
+		}
+	}
+	if r := c.Processor.DedupRetention; r != "" {
+		if c.dedupRetention, err = time.ParseDuration(r); err != nil || c.dedupRetention < time.Hour {
+			bad("processor.dedup_retention: %q is not a duration of an hour or more like 168h", r)
 		}
 	}
 	switch m := c.Kafka.SASL.Mechanism; m {
