@@ -65,6 +65,12 @@ type ProcessorStageConfig struct {
 	CacheEntries int
 	// DedupRetention, as ProcessorConfig. The default is ProcessorConfig's.
 	DedupRetention time.Duration
+	// SnapshotBytes: after this many bytes of changelog records since the
+	// last snapshot, a partition writes its whole state to the changelog, and
+	// a restore starts from the latest complete snapshot instead of the
+	// beginning — so the changelog may then expire records older than a
+	// few snapshot intervals. The default is 256 MiB; negative, never.
+	SnapshotBytes int64
 	// CommitInterval is how often the group offsets (a copy of the offsets
 	// in the stores) are committed, all partitions in one request. The
 	// default is 500ms.
@@ -113,6 +119,9 @@ func NewProcessorStage(cfg ProcessorStageConfig) (*ProcessorStage, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.SnapshotBytes == 0 {
+		cfg.SnapshotBytes = 256 << 20
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = 500 * time.Millisecond
@@ -281,7 +290,7 @@ func (s *ProcessorStage) checkChangelog(ctx context.Context) error {
 	}
 	changelog, err := count(s.cfg.ChangelogTopic)
 	if err != nil {
-		return fmt.Errorf("%w (create the changelog topic with %d partitions, retention.ms=-1)", err, ledger)
+		return fmt.Errorf("%w (create the changelog topic with %d partitions; see the README)", err, ledger)
 	}
 	if changelog < ledger {
 		return fmt.Errorf("engine: changelog topic %s has %d partitions, the ledger %s %d: it needs at least as many", s.cfg.ChangelogTopic, changelog, s.cfg.LedgerTopic, ledger)
@@ -316,8 +325,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	}
 	defer store.Close()
 	var beforeCommit func([]byte) error
-	var pendingNext int64 // the ledger offset the batch being committed ends at
-	var cursorsOnly bool  // the batch being committed holds only sink cursors
+	var pendingNext int64   // the ledger offset the batch being committed ends at
+	var sinceSnapshot int64 // changelog bytes written since the last snapshot
+	var snapshot func(at int64, cursors []sinks.Cursor) error
+	var cursorsOnly bool // the batch being committed holds only sink cursors
 	if s.cfg.ChangelogTopic != "" {
 		n, err := s.restore(ctx, store, a.ID)
 		if err != nil {
@@ -344,7 +355,45 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			if cursorsOnly {
 				h = append(h, kafka.Header{Key: "cursors_only", Value: []byte("1")})
 			}
-			return cl.WriteMessages(wctx, kafka.Message{Value: repr, Headers: h})
+			if err := cl.WriteMessages(wctx, kafka.Message{Value: repr, Headers: h}); err != nil {
+				return err
+			}
+			sinceSnapshot += int64(len(repr))
+			return nil
+		}
+		snapshot = func(at int64, cursors []sinks.Cursor) error {
+			// The whole store at ledger offset at, in chunks, then an end
+			// record naming how many chunks precede it: a restore that finds
+			// the end applies the snapshot instead of the history before it.
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			off := []byte(strconv.FormatInt(at, 10))
+			n := 0
+			chunk := func(repr []byte) error {
+				n++
+				return cl.WriteMessages(wctx, kafka.Message{Value: repr, Headers: []kafka.Header{
+					{Key: "ledger_offset", Value: off}, {Key: headerSnapshotChunk, Value: []byte(strconv.Itoa(n))}}})
+			}
+			err := store.Snapshot(4<<20, chunk)
+			if err == nil && len(cursors) > 0 {
+				// The shared sinks' cursors, which move with the state.
+				b := store.NewBatch()
+				for _, c := range cursors {
+					b.SetCursor(c.Sink, c.Seq, nil)
+				}
+				err = chunk(b.Repr())
+				b.Discard()
+			}
+			if err != nil {
+				return fmt.Errorf("engine: changelog snapshot of %s/%d: %w", topic, a.ID, err)
+			}
+			if err := cl.WriteMessages(wctx, kafka.Message{Headers: []kafka.Header{
+				{Key: "ledger_offset", Value: off}, {Key: headerSnapshotEnd, Value: []byte(strconv.Itoa(n))}}}); err != nil {
+				return fmt.Errorf("engine: changelog snapshot of %s/%d: %w", topic, a.ID, err)
+			}
+			s.cfg.Logger.Info("partition state snapshot written to the changelog", "partition", a.ID, "chunks", n, "ledger_offset", at)
+			sinceSnapshot = 0
+			return nil
 		}
 	}
 	// Sinks drain this partition's outbox in their own goroutines.
@@ -383,12 +432,19 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	// delivery near where this one was, not from the start. (0: the drainer
 	// has not read its stored cursor yet.)
 	var drainers []*sinks.Drainer
-	recordCursors := func() error {
+	movable := func() []sinks.Cursor {
+		var out []sinks.Cursor
 		for _, d := range drainers {
 			if c := d.Cursor(); c > 0 && sinks.IsMovable(d.Sink()) {
-				if err := proc.RecordCursor(d.Sink().Name(), c); err != nil {
-					return err
-				}
+				out = append(out, sinks.Cursor{Sink: d.Sink().Name(), Seq: c})
+			}
+		}
+		return out
+	}
+	recordCursors := func() error {
+		for _, c := range movable() {
+			if err := proc.RecordCursor(c.Sink, c.Seq); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -482,6 +538,11 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			return err
 		}
 		lastPos = pos
+		if snapshot != nil && s.cfg.SnapshotBytes > 0 && sinceSnapshot >= s.cfg.SnapshotBytes {
+			if err := snapshot(next, movable()); err != nil {
+				return err
+			}
+		}
 		pending, lastCommit = 0, time.Now()
 		if lastCommit.Sub(lastPrune) >= time.Second {
 			// Rows every sink of their stream delivered go (locally: a
@@ -576,7 +637,7 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 	if err != nil {
 		return 0, err
 	}
-	local, _ := partitionOffset(pos)
+	local, hasLocal := partitionOffset(pos)
 	dialer := s.cfg.Dialer
 	if dialer == nil {
 		dialer = &kafka.Dialer{Timeout: 10 * time.Second}
@@ -590,11 +651,34 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 	if err != nil {
 		return 0, fmt.Errorf("engine: changelog %s/%d offsets: %w", s.cfg.ChangelogTopic, partition, err)
 	}
-	if _, err := conn.Seek(first, kafka.SeekAbsolute); err != nil {
+	applied := 0
+	start := first
+	end, chunks, at, err := latestSnapshot(conn, first, last)
+	if err != nil {
+		return 0, fmt.Errorf("engine: changelog %s/%d: %w", s.cfg.ChangelogTopic, partition, err)
+	}
+	if end >= 0 {
+		// Records before the snapshot end at or before its offset: a store
+		// at or past it needs only what follows; an older one is replaced.
+		start = end + 1
+		if !hasLocal || at > local {
+			if err := store.Clear(); err != nil {
+				return 0, err
+			}
+			n, err := applyRange(conn, store, end-int64(chunks), end)
+			if err != nil {
+				return n, fmt.Errorf("engine: changelog %s/%d snapshot: %w", s.cfg.ChangelogTopic, partition, err)
+			}
+			local, hasLocal, applied = at, true, n
+		}
+	}
+	if !hasLocal {
+		local = -1
+	}
+	if _, err := conn.Seek(start, kafka.SeekAbsolute); err != nil {
 		return 0, err
 	}
-	applied := 0
-	for off := first; off < last; {
+	for off := start; off < last; {
 		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		batch := conn.ReadBatch(1, 64<<20)
 		for {
@@ -604,18 +688,20 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 			}
 			off = m.Offset + 1
 			var end int64 = -1
-			cursors := false
+			cursors, snap := false, false
 			for _, h := range m.Headers {
 				switch h.Key {
 				case "ledger_offset":
 					end, _ = strconv.ParseInt(string(h.Value), 10, 64)
 				case "cursors_only":
 					cursors = true
+				case headerSnapshotChunk, headerSnapshotEnd:
+					snap = true // of an unfinished snapshot: the batches before it have it all
 				}
 			}
 			// A batch of sink cursors ends where the batch before it did
 			// (its owner's last delivery after its last state batch).
-			if end > local || cursors && end == local {
+			if !snap && (end > local || cursors && end == local) {
 				if err := store.ApplyRepr(m.Value); err != nil {
 					batch.Close()
 					return applied, err
@@ -635,6 +721,89 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 }
 
 // observeLag publishes the partition's consumer lag.
+// Changelog record headers of a snapshot.
+const (
+	headerSnapshotChunk = "snapshot_chunk" // number of the chunk, from 1
+	headerSnapshotEnd   = "snapshot_end"   // the chunks that precede it
+)
+
+// latestSnapshot finds the end record of the newest complete snapshot in
+// [first, last), reading backwards a window at a time: its offset (-1 for
+// none), how many chunk records precede it, and its ledger offset.
+func latestSnapshot(conn *kafka.Conn, first, last int64) (end int64, chunks int, at int64, err error) {
+	const window = 1000
+	for hi := last; hi > first; hi -= window {
+		lo := max(first, hi-window)
+		end = -1
+		err := readRange(conn, lo, hi, func(m kafka.Message) error {
+			var n int
+			var off int64 = -1
+			for _, h := range m.Headers {
+				switch h.Key {
+				case headerSnapshotEnd:
+					n, _ = strconv.Atoi(string(h.Value))
+				case "ledger_offset":
+					off, _ = strconv.ParseInt(string(h.Value), 10, 64)
+				}
+			}
+			if n > 0 && off >= 0 && m.Offset-int64(n) >= first {
+				end, chunks, at = m.Offset, n, off
+			}
+			return nil
+		})
+		if err != nil {
+			return -1, 0, 0, err
+		}
+		if end >= 0 {
+			return end, chunks, at, nil
+		}
+	}
+	return -1, 0, 0, nil
+}
+
+// applyRange applies the records [lo, hi) to store.
+func applyRange(conn *kafka.Conn, store *state.Store, lo, hi int64) (int, error) {
+	n := 0
+	err := readRange(conn, lo, hi, func(m kafka.Message) error {
+		n++
+		return store.ApplyRepr(m.Value)
+	})
+	return n, err
+}
+
+// readRange calls fn with every record of [lo, hi) in order.
+func readRange(conn *kafka.Conn, lo, hi int64, fn func(kafka.Message) error) error {
+	if _, err := conn.Seek(lo, kafka.SeekAbsolute); err != nil {
+		return err
+	}
+	for off := lo; off < hi; {
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		batch := conn.ReadBatch(1, 64<<20)
+		for off < hi {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset >= hi {
+				off = hi
+				break
+			}
+			off = m.Offset + 1
+			if m.Offset < lo {
+				continue // the start of a record batch that begins before lo
+			}
+			if err := fn(m); err != nil {
+				batch.Close()
+				return err
+			}
+		}
+		if err := batch.Close(); err != nil && off < hi {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *ProcessorStage) observeLag(partition string, r *kafka.Reader) {
 	s.cfg.Metrics.lag.WithLabelValues(partition).Set(float64(max(r.Stats().Lag, 0)))
 }

@@ -70,7 +70,7 @@ func newLedger(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture) {
 // newLedgerLater is newLedger with the produce step left to the caller.
 func newLedgerLater(t *testing.T, cfg synth.Config) (*kfake.Cluster, ledgerFixture, func()) {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "ledger", "changelog"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "ledger", "changelog", "changelog2"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,22 +129,33 @@ func (fx ledgerFixture) start(t *testing.T) (*ProcessorStage, func()) {
 }
 
 // startInstance runs a stage with its own data dir and outputs.
-func (fx ledgerFixture) startInstance(t *testing.T, data string, outs []string, changelog string, extra ...func(p int) sinks.Sink) (*ProcessorStage, func()) {
+func (fx ledgerFixture) startInstance(t *testing.T, data string, outs []string, changelog string, opts ...func(*ProcessorStageConfig)) (*ProcessorStage, func()) {
 	t.Helper()
-	st, err := NewProcessorStage(ProcessorStageConfig{Brokers: []string{fx.addr}, LedgerTopic: "ledger",
+	cfg := ProcessorStageConfig{Brokers: []string{fx.addr}, LedgerTopic: "ledger",
 		DataDir: filepath.Join(fx.dir, data), Rules: defaultRules(t), Clock: ClockEvent, Tick: 50 * time.Millisecond,
 		SessionTimeout: time.Second, ChangelogTopic: changelog,
 		Sinks: func(p int) ([]sinks.Sink, error) {
-			out := []sinks.Sink{sinks.NewJSONL("jsonl", outs[p], state.StreamExceptions, true)}
-			for _, e := range extra {
-				out = append(out, e(p))
-			}
-			return out, nil
-		}})
+			return []sinks.Sink{sinks.NewJSONL("jsonl", outs[p], state.StreamExceptions, true)}, nil
+		}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st, err := NewProcessorStage(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st, background(t, "processor stage", st.Run)
+}
+
+// withSink adds a sink to every partition of a stage.
+func withSink(f func(p int) sinks.Sink) func(*ProcessorStageConfig) {
+	return func(c *ProcessorStageConfig) {
+		prev := c.Sinks
+		c.Sinks = func(p int) ([]sinks.Sink, error) {
+			out, err := prev(p)
+			return append(out, f(p)), err
+		}
+	}
 }
 
 // compareWithReplay checks that the stage's final exceptions equal a replay
@@ -278,13 +289,13 @@ func TestProcessorStageTakeoverMovesCursors(t *testing.T) {
 	var mu sync.Mutex
 	got := map[[2]uint64]int{}
 	shared := func(p int) sinks.Sink { return sharedSink{mu: &mu, got: got, part: uint64(p)} }
-	a, stopA := fx.startInstance(t, "a", fx.outsFor("a-"), "changelog", shared)
+	a, stopA := fx.startInstance(t, "a", fx.outsFor("a-"), "changelog", withSink(shared))
 	waitFor(t, "half the records", func() bool { return a.Counts().Processed >= fx.records/2 })
 	stopA()
 	mu.Lock()
 	byA := len(got)
 	mu.Unlock()
-	b, stopB := fx.startInstance(t, "b", fx.outsFor("b-"), "changelog", shared)
+	b, stopB := fx.startInstance(t, "b", fx.outsFor("b-"), "changelog", withSink(shared))
 	waitFor(t, "the rest on B", func() bool { return a.Counts().Processed+b.Counts().Processed >= fx.records })
 	stopB()
 	mu.Lock()
@@ -346,4 +357,68 @@ func TestProcessorStageRefusesSmallChangelog(t *testing.T) {
 	if err := st.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "has 2 partitions, the ledger ledger 4") {
 		t.Errorf("got %v", err)
 	}
+}
+
+// TestProcessorStageRestoresFromSnapshot: instance A writes snapshots into
+// the changelog; of it only what follows the latest snapshot of each
+// partition is kept (as if retention had expired the rest); instance B, with
+// an empty data dir, restores from that and ends equal to replay.
+func TestProcessorStageRestoresFromSnapshot(t *testing.T) {
+	cluster, fx := newLedger(t, streamed)
+	defer cluster.Close()
+	a, stopA := fx.startInstance(t, "a", fx.outsFor("a-"), "changelog",
+		func(c *ProcessorStageConfig) { c.SnapshotBytes = 64 << 10 })
+	waitFor(t, "half the records", func() bool { return a.Counts().Processed >= fx.records/2 })
+	stopA()
+	first := a.Counts().Processed
+
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	kept, dropped := 0, 0
+	for p := 0; p < 4; p++ {
+		conn, err := kafka.DialLeader(context.Background(), "tcp", fx.addr, "changelog", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi, _ := conn.ReadOffsets()
+		end, chunks, _, err := latestSnapshot(conn, lo, hi)
+		if err != nil || end < 0 {
+			t.Fatalf("changelog partition %d: no complete snapshot (%v)", p, err)
+		}
+		var msgs []kafka.Message
+		readRange(conn, end-int64(chunks), hi, func(m kafka.Message) error {
+			msgs = append(msgs, kafka.Message{Value: m.Value, Headers: m.Headers})
+			return nil
+		})
+		conn.Close()
+		kept, dropped = kept+len(msgs), dropped+int(end-int64(chunks)-lo)
+		w := &kafka.Writer{Addr: kafka.TCP(fx.addr), Topic: "changelog2", RequiredAcks: kafka.RequireAll, BatchSize: 1, Transport: tr,
+			Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return p })}
+		for _, m := range msgs {
+			if err := w.WriteMessages(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+	}
+	if dropped == 0 {
+		t.Fatal("nothing came before the snapshots: the test tests nothing")
+	}
+	t.Logf("changelog2 keeps %d records from the latest snapshots on; %d earlier ones dropped", kept, dropped)
+	b, stopB := fx.startInstance(t, "b", fx.outsFor("b-"), "changelog2")
+	waitFor(t, "the rest on B", func() bool { return first+b.Counts().Processed >= fx.records })
+	stopB()
+	if total := first + b.Counts().Processed; total != fx.records {
+		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
+	}
+	// A snapshot holds the outbox rows not yet pruned, not the history: A's
+	// files and B's together are the whole of it (B's JSONL files, being
+	// its own, repeat what A delivered after its last prune).
+	got := finalExceptions(t, fx.outsFor("a-")...)
+	for id, x := range finalExceptions(t, fx.outsFor("b-")...) {
+		if x.Version > got[id].Version {
+			got[id] = x
+		}
+	}
+	compareWithReplay(t, fx, got)
 }

@@ -43,6 +43,12 @@ type Movable interface {
 	Movable() bool
 }
 
+// Cursor is a sink's position in its stream.
+type Cursor struct {
+	Sink string
+	Seq  uint64
+}
+
 // IsMovable reports whether s's cursor may move between instances.
 func IsMovable(s Sink) bool {
 	m, ok := s.(Movable)

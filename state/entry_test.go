@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -193,5 +194,55 @@ func TestAppliedIDsByDay(t *testing.T) {
 	}
 	if has("old", t1) || has("e1", t1) || !has("e2", t2) {
 		t.Error("pruning kept an old day or dropped a new one")
+	}
+}
+
+func TestSnapshotAndClear(t *testing.T) {
+	src, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	b := src.NewBatch()
+	e := sampleEntry()
+	for i := 0; i < 300; i++ {
+		if _, err := b.PutEntry(fmt.Sprintf("S%03d\x00L", i), &e, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.MarkApplied("pos", "e1", 0, 5)
+	b.SetCursor("jsonl", 7, []byte("file"))
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	old := dst.NewBatch()
+	old.PutEntry("GONE\x00L", &e, nil)
+	old.SetCursor("jsonl", 3, []byte("mine"))
+	old.Commit(true)
+	if err := dst.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	if err := src.Snapshot(16<<10, func(repr []byte) error { chunks++; return dst.ApplyRepr(repr) }); err != nil {
+		t.Fatal(err)
+	}
+	if chunks < 2 {
+		t.Errorf("%d chunks of at most 16 KiB for 300 rows", chunks)
+	}
+	var keys int
+	dst.EachEntryKey(func([]byte) { keys++ })
+	if _, gone, _ := dst.Entry("GONE\x00L"); gone || keys != 300 {
+		t.Errorf("after clear and snapshot: %d rows, the old one kept: %v", keys, gone)
+	}
+	if ok, _ := dst.Applied(5, "pos", "e1", 0); !ok {
+		t.Error("applied id not in the snapshot")
+	}
+	if seq, cp, _ := dst.Cursor("jsonl"); seq != 3 || string(cp) != "mine" {
+		t.Errorf("cursor %d %q: a snapshot must not carry cursors, nor Clear drop them", seq, cp)
 	}
 }

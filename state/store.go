@@ -433,6 +433,66 @@ func (s *Store) ApplyRepr(repr []byte) error {
 	return b.Close()
 }
 
+// Snapshot calls fn with the whole store but its sink cursors (which are
+// the instance's own) as a sequence of batch encodings (for ApplyRepr) of at
+// most about maxBytes each, read from one consistent view: with Clear, a
+// changelog snapshot. The encodings are only valid during the call.
+func (s *Store) Snapshot(maxBytes int, fn func(repr []byte) error) error {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{KeyTypes: pebble.IterKeyTypePointsOnly})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	flush := func() error {
+		if b.Empty() {
+			return nil
+		}
+		err := fn(b.Repr())
+		b.Reset()
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if it.Key()[0] == tagCursor {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		b.Set(it.Key(), v, nil)
+		if b.Len() >= maxBytes {
+			if err := flush(); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("state: snapshot: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return b.Close()
+}
+
+// Clear deletes everything but the sink cursors, synced: before a snapshot
+// is applied. The cursors stay because they are this instance's (a file
+// sink's checkpoint says how much of its file was delivered), and outbox
+// sequence numbers go on from the snapshot's.
+func (s *Store) Clear() error {
+	b := s.db.NewBatch()
+	b.DeleteRange([]byte{0}, []byte{tagCursor}, nil)
+	b.DeleteRange([]byte{tagCursor + 1}, []byte{0xff}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("state: clear: %w", err)
+	}
+	return nil
+}
+
 // Commit applies the batch; with sync it is on stable storage on return.
 func (b *Batch) Commit(sync bool) error {
 	opt := pebble.NoSync

@@ -74,6 +74,7 @@ type config struct {
 		CacheEntries   int    `yaml:"cache_entries"`
 		MaxBacklog     uint64 `yaml:"max_backlog"`
 		DedupRetention string `yaml:"dedup_retention"`
+		SnapshotBytes  int64  `yaml:"snapshot_bytes"`
 	} `yaml:"processor"`
 	Profiling struct {
 		PyroscopeURL string `yaml:"pyroscope_url"`
