@@ -367,8 +367,25 @@ func TestProcessorStageRestoresFromSnapshot(t *testing.T) {
 	cluster, fx := newLedger(t, streamed)
 	defer cluster.Close()
 	a, stopA := fx.startInstance(t, "a", fx.outsFor("a-"), "changelog",
-		func(c *ProcessorStageConfig) { c.SnapshotBytes = 64 << 10 })
-	waitFor(t, "half the records", func() bool { return a.Counts().Processed >= fx.records/2 })
+		func(c *ProcessorStageConfig) { c.SnapshotBytes = 32 << 10 })
+	snapshotted := func() bool {
+		for p := 0; p < 4; p++ {
+			conn, err := kafka.DialLeader(context.Background(), "tcp", fx.addr, "changelog", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo, hi, _ := conn.ReadOffsets()
+			end, _, _, err := latestSnapshot(conn, lo, hi)
+			conn.Close()
+			if err != nil || end < 0 {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "half the records and a snapshot of every partition", func() bool {
+		return a.Counts().Processed >= fx.records/2 && snapshotted()
+	})
 	stopA()
 	first := a.Counts().Processed
 
