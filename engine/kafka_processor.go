@@ -675,47 +675,33 @@ func (s *ProcessorStage) restore(ctx context.Context, store *state.Store, partit
 	if !hasLocal {
 		local = -1
 	}
-	if _, err := conn.Seek(start, kafka.SeekAbsolute); err != nil {
-		return 0, err
-	}
-	for off := start; off < last; {
-		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-		batch := conn.ReadBatch(1, 64<<20)
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			off = m.Offset + 1
-			var end int64 = -1
-			cursors, snap := false, false
-			for _, h := range m.Headers {
-				switch h.Key {
-				case "ledger_offset":
-					end, _ = strconv.ParseInt(string(h.Value), 10, 64)
-				case "cursors_only":
-					cursors = true
-				case headerSnapshotChunk, headerSnapshotEnd:
-					snap = true // of an unfinished snapshot: the batches before it have it all
-				}
-			}
-			// A batch of sink cursors ends where the batch before it did
-			// (its owner's last delivery after its last state batch).
-			if !snap && (end > local || cursors && end == local) {
-				if err := store.ApplyRepr(m.Value); err != nil {
-					batch.Close()
-					return applied, err
-				}
-				local = end
-				applied++
-			}
-			if off >= last {
-				break
+	err = readRange(conn, start, last, func(m kafka.Message) error {
+		var end int64 = -1
+		cursors, snap := false, false
+		for _, h := range m.Headers {
+			switch h.Key {
+			case "ledger_offset":
+				end, _ = strconv.ParseInt(string(h.Value), 10, 64)
+			case "cursors_only":
+				cursors = true
+			case headerSnapshotChunk, headerSnapshotEnd:
+				snap = true // of an unfinished snapshot: the batches before it have it all
 			}
 		}
-		if err := batch.Close(); err != nil && off < last {
-			return applied, fmt.Errorf("engine: read changelog %s/%d: %w", s.cfg.ChangelogTopic, partition, err)
+		// A batch of sink cursors ends where the batch before it did (its
+		// owner's last delivery after its last state batch).
+		if snap || !(end > local || cursors && end == local) {
+			return nil
 		}
+		if err := store.ApplyRepr(m.Value); err != nil {
+			return err
+		}
+		local = end
+		applied++
+		return nil
+	})
+	if err != nil {
+		return applied, fmt.Errorf("engine: read changelog %s/%d: %w", s.cfg.ChangelogTopic, partition, err)
 	}
 	return applied, nil
 }
