@@ -25,7 +25,8 @@ import (
 // DefaultSchema holds skuwatch's tables unless configured otherwise.
 const DefaultSchema = "skuwatch"
 
-// ApplicationName marks the sink's connections (pg_stat_activity).
+// ApplicationName marks the sink's connections (pg_stat_activity) unless
+// the DSN names one.
 const ApplicationName = "skuwatch-sink"
 
 // Options configure Open.
@@ -83,7 +84,9 @@ func New(dsn string, o Options) (*DB, error) {
 	// restart, a failover, pg_terminate_backend — is replaced instead of
 	// failing the write.
 	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
-	cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
+	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
 	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)

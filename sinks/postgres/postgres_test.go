@@ -225,7 +225,9 @@ func TestWriterNeedsNoSuperuser(t *testing.T) {
 // and again: the drainer retries, and the tables end complete.
 func TestConnectionDropsLoseNothing(t *testing.T) {
 	schema := pgtest.Schema(t)
-	db := open(t, pgtest.DSN(), schema, postgres.Options{})
+	// Its own application name, so that only this test's connections die.
+	app := "skuwatch-test-" + schema
+	db := open(t, withParam(t, pgtest.DSN(), "application_name", app), schema, postgres.Options{})
 	store, err := state.Open(t.TempDir(), state.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +262,7 @@ func TestConnectionDropsLoseNothing(t *testing.T) {
 		for ctx.Err() == nil {
 			var n int
 			killer.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
-				postgres.ApplicationName).Scan(&n)
+				app).Scan(&n)
 			killed.Add(int64(n))
 			time.Sleep(150 * time.Millisecond)
 		}
@@ -564,4 +566,16 @@ func TestOutageLosesNothing(t *testing.T) {
 	if n != int(seq) {
 		t.Errorf("%d rows after the outage, want %d", n, seq)
 	}
+}
+
+// withParam adds a query parameter to a postgres:// URL.
+func withParam(t *testing.T, dsn, k, v string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		t.Skipf("needs SKUWATCH_TEST_POSTGRES as a postgres:// URL: %q", dsn)
+	}
+	q := u.Query()
+	q.Set(k, v)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
