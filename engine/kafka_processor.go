@@ -151,6 +151,9 @@ func (s *ProcessorStage) Counts() Counts {
 func (s *ProcessorStage) Run(ctx context.Context) error {
 	if s.cfg.ChangelogTopic != "" {
 		if err := s.checkChangelog(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before it began: not an error
+			}
 			return err
 		}
 	}
