@@ -41,43 +41,33 @@ type rawPartition struct {
 type intakeWatermark struct {
 	started time.Time
 	known   []rawPartition // every raw partition (from metadata), or nil
-	parts   map[rawPartition]*rawProgress
+	parts   map[rawPartition]*progress
 }
 
-type rawProgress struct {
-	hi   int64     // latest event time read
+// progress is one input's latest event time and when it last sent.
+type progress struct {
+	hi   int64     // latest event time
 	seen time.Time // wall time of the last record
 }
 
-func newIntakeWatermark(known []rawPartition, now time.Time) *intakeWatermark {
-	return &intakeWatermark{started: now, known: known, parts: map[rawPartition]*rawProgress{}}
-}
-
-// observe notes a record of p at event time t (unix ns), read at now.
-func (w *intakeWatermark) observe(p rawPartition, t int64, now time.Time) {
-	r := w.parts[p]
-	if r == nil {
-		r = &rawProgress{}
-		w.parts[p] = r
+// note records event time t of an input k, seen at now.
+func note[K comparable](m map[K]*progress, k K, t int64, now time.Time) {
+	p := m[k]
+	if p == nil {
+		p = &progress{}
+		m[k] = p
 	}
-	r.hi, r.seen = max(r.hi, t), now
+	p.hi, p.seen = max(p.hi, t), now
 }
 
-// low is the least latest event time of the partitions that are not idle;
-// 0 while a known partition has not been read yet (for the first
-// watermarkIdle after start: another instance may read it). With every
-// partition idle it is the latest of them: everything sent is in.
-func (w *intakeWatermark) low(now time.Time) int64 {
+// lowest is the least latest event time of the inputs not idle at now; with
+// every input idle it is the latest of them: everything sent is in.
+func lowest[K comparable](m map[K]*progress, now time.Time) int64 {
 	low, latest := int64(math.MaxInt64), int64(0)
-	for _, p := range w.known {
-		if _, ok := w.parts[p]; !ok && now.Sub(w.started) < watermarkIdle {
-			return 0
-		}
-	}
-	for _, r := range w.parts {
-		latest = max(latest, r.hi)
-		if now.Sub(r.seen) < watermarkIdle {
-			low = min(low, r.hi)
+	for _, p := range m {
+		latest = max(latest, p.hi)
+		if now.Sub(p.seen) < watermarkIdle {
+			low = min(low, p.hi)
 		}
 	}
 	if low == math.MaxInt64 {
@@ -86,20 +76,34 @@ func (w *intakeWatermark) low(now time.Time) int64 {
 	return low
 }
 
+func newIntakeWatermark(known []rawPartition, now time.Time) *intakeWatermark {
+	return &intakeWatermark{started: now, known: known, parts: map[rawPartition]*progress{}}
+}
+
+// observe notes a record of p at event time t (unix ns), read at now.
+func (w *intakeWatermark) observe(p rawPartition, t int64, now time.Time) { note(w.parts, p, t, now) }
+
+// low is lowest over the raw partitions; 0 while a known partition has not
+// been read yet (for the first watermarkIdle after start: another instance
+// may read it).
+func (w *intakeWatermark) low(now time.Time) int64 {
+	for _, p := range w.known {
+		if _, ok := w.parts[p]; !ok && now.Sub(w.started) < watermarkIdle {
+			return 0
+		}
+	}
+	return lowest(w.parts, now)
+}
+
 // ledgerWatermark is a ledger partition's event-time clock from the stamps of
 // the intakes writing to it. Not safe for concurrent use.
 type ledgerWatermark struct {
 	clock *EventClock
-	srcs  map[string]*stampedSource
-}
-
-type stampedSource struct {
-	wm   int64
-	seen time.Time
+	srcs  map[string]*progress // by intake instance
 }
 
 func newLedgerWatermark(clock *EventClock) *ledgerWatermark {
-	return &ledgerWatermark{clock: clock, srcs: map[string]*stampedSource{}}
+	return &ledgerWatermark{clock: clock, srcs: map[string]*progress{}}
 }
 
 // observe advances the clock with one ledger record read at now. A record
@@ -117,23 +121,8 @@ func (w *ledgerWatermark) observe(headers []kafka.Header, eventTime int64, now t
 			}
 		}
 	}
-	s := w.srcs[src]
-	if s == nil {
-		s = &stampedSource{}
-		w.srcs[src] = s
-	}
-	s.wm, s.seen = max(s.wm, wm), now
-	low, latest := int64(math.MaxInt64), int64(0)
-	for _, s := range w.srcs {
-		latest = max(latest, s.wm)
-		if now.Sub(s.seen) < watermarkIdle {
-			low = min(low, s.wm)
-		}
-	}
-	if low == math.MaxInt64 {
-		low = latest
-	}
-	if low > 0 {
+	note(w.srcs, src, wm, now)
+	if low := lowest(w.srcs, now); low > 0 {
 		w.clock.Observe(time.Unix(0, low))
 	}
 }
