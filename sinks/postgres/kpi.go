@@ -79,39 +79,33 @@ func LatestDay(ctx context.Context, q Querier) (time.Time, error) {
 // TakeSnapshot computes the KPIs of [since, until).
 func TakeSnapshot(ctx context.Context, q Querier, since, until time.Time) (Snapshot, error) {
 	s := Snapshot{Since: since.UTC(), Until: until.UTC()}
+	period := []any{s.Since, s.Until}
 	steps := []struct {
 		what string
 		sql  string
+		args []any
 		dst  []any
 	}{
-		{"clock", `SELECT data_through FROM kpi_clock`, []any{&s.DataThrough}},
+		{"clock", `SELECT data_through FROM kpi_clock`, nil, []any{&s.DataThrough}},
 		{"stockout rate", `SELECT coalesce(sum(sku_location_days), 0)::bigint, coalesce(sum(stockout_days), 0)::bigint
-			FROM kpi_stockout_daily WHERE day >= utc_day($1) AND day < utc_day($2)`, []any{&s.SKULocationDays, &s.StockoutDays}},
+			FROM kpi_stockout_daily WHERE day >= utc_day($1) AND day < utc_day($2)`, period, []any{&s.SKULocationDays, &s.StockoutDays}},
 		{"inventory accuracy", `SELECT count(*), count(*) FILTER (WHERE accurate)
-			FROM kpi_count_accuracy WHERE counted_at >= $1 AND counted_at < $2`, []any{&s.CountsTaken, &s.CountsAccurate}},
+			FROM kpi_count_accuracy WHERE counted_at >= $1 AND counted_at < $2`, period, []any{&s.CountsTaken, &s.CountsAccurate}},
 		{"detected", `SELECT count(*), coalesce(sum(financial_impact), 0)::float8
-			FROM exceptions WHERE detected_at >= $1 AND detected_at < $2`, []any{&s.Detected, &s.FinancialImpact}},
+			FROM exceptions WHERE detected_at >= $1 AND detected_at < $2`, period, []any{&s.Detected, &s.FinancialImpact}},
 		{"resolution time", `SELECT count(*), avg(resolution_hours),
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_hours),
 			percentile_cont(0.9) WITHIN GROUP (ORDER BY resolution_hours)
-			FROM exceptions WHERE resolved_at >= $1 AND resolved_at < $2`,
+			FROM exceptions WHERE resolved_at >= $1 AND resolved_at < $2`, period,
 			[]any{&s.Resolved, &s.MeanResolutionH, &s.P50ResolutionH, &s.P90ResolutionH}},
 		{"SLA adherence", `SELECT count(*), count(*) FILTER (WHERE e.resolved_at <= e.sla_due_at)
 			FROM exceptions e, kpi_clock k
-			WHERE e.sla_due_at >= $1 AND e.sla_due_at < $2 AND (e.resolved_at IS NOT NULL OR e.sla_due_at <= k.data_through)`, []any{&s.SLADue, &s.SLAMet}},
+			WHERE e.sla_due_at >= $1 AND e.sla_due_at < $2 AND (e.resolved_at IS NOT NULL OR e.sla_due_at <= k.data_through)`, period, []any{&s.SLADue, &s.SLAMet}},
 		{"open", `SELECT count(*) FROM exceptions
-			WHERE detected_at < $1 AND (resolved_at IS NULL OR resolved_at >= $1)`, []any{&s.OpenAtUntil}},
+			WHERE detected_at < $1 AND (resolved_at IS NULL OR resolved_at >= $1)`, []any{s.Until}, []any{&s.OpenAtUntil}},
 	}
 	for _, st := range steps {
-		var args []any
-		switch st.what {
-		case "clock":
-		case "open":
-			args = []any{s.Until}
-		default:
-			args = []any{s.Since, s.Until}
-		}
-		if err := q.QueryRow(ctx, st.sql, args...).Scan(st.dst...); err != nil {
+		if err := q.QueryRow(ctx, st.sql, st.args...).Scan(st.dst...); err != nil {
 			return s, fmt.Errorf("postgres: kpi %s: %w", st.what, err)
 		}
 	}
