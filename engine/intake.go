@@ -69,9 +69,19 @@ func (in *Intake) Accept(dst []sources.Event, raw []byte, now time.Time) ([]sour
 	return dst, nil
 }
 
-// AcceptLedger decodes and validates one record of the ledger topic, which
-// intake wrote: the canonical types plus the internal transfer_expected.
+// AcceptLedger decodes one record of the ledger topic: the binary encoding
+// (sources.AppendBinary) of an event the intake stage validated, or
+// canonical JSON from another producer, validated here (the canonical types
+// plus the internal transfer_expected).
 func (in *Intake) AcceptLedger(raw []byte, now time.Time) (sources.Event, *Rejection) {
+	if len(raw) > 0 && raw[0] == sources.BinaryFormat {
+		// The intake stage's own encoding, of an event it validated.
+		ev, err := in.dec.DecodeBinary(raw)
+		if err != nil {
+			return ev, rejection(err)
+		}
+		return ev, nil
+	}
 	ev, err := in.dec.Decode(raw)
 	if err != nil {
 		return ev, rejection(err)

@@ -57,3 +57,24 @@ func TestIntakeTransferFanOut(t *testing.T) {
 		t.Errorf("destination leg %+v", leg)
 	}
 }
+
+// TestAcceptLedger: the ledger takes the intake stage's binary records as
+// they are, and validates canonical JSON from other producers with the
+// configured sources.
+func TestAcceptLedger(t *testing.T) {
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	sap := sources.Event{EventID: "e", Source: "sap", Type: sources.TypeSale, SKU: "S", Location: "L", Qty: 1, HasQty: true, EventTime: now}
+	plain, configured := NewIntake(IntakeConfig{}), NewIntake(IntakeConfig{Sources: []string{"sap"}})
+	if _, rej := plain.AcceptLedger(sources.AppendJSON(nil, &sap), now); rej == nil || rej.Field != "source" {
+		t.Errorf("JSON from an unknown source: %v, want a rejection on source", rej)
+	}
+	for name, raw := range map[string][]byte{"JSON": sources.AppendJSON(nil, &sap), "binary": sources.AppendBinary(nil, &sap)} {
+		ev, rej := configured.AcceptLedger(raw, now)
+		if rej != nil || ev != sap {
+			t.Errorf("%s: %+v, %v; want the event", name, ev, rej)
+		}
+	}
+	if _, rej := plain.AcceptLedger([]byte{sources.BinaryFormat, 0}, now); rej == nil || !strings.Contains(rej.Reason, "binary") {
+		t.Errorf("truncated binary record: %v", rej)
+	}
+}

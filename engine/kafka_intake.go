@@ -164,7 +164,7 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 				headers := []kafka.Header{{Key: HeaderIntake, Value: stamp}, {Key: HeaderWatermark, Value: c.buf[start:len(c.buf):len(c.buf)]}}
 				for i := range legs {
 					start := len(c.buf)
-					c.buf = sources.AppendJSON(c.buf, &legs[i])
+					c.buf = sources.AppendBinary(c.buf, &legs[i])
 					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)], Headers: headers})
 				}
 			}

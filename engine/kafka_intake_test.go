@@ -155,7 +155,7 @@ func TestIntakeStage(t *testing.T) {
 	expected := 0
 	for p, msgs := range readTopic(t, addr, "ledger", 6) {
 		for _, m := range msgs {
-			ev, err := dec.Decode(m.Value)
+			ev, err := dec.DecodeBinary(m.Value)
 			if err != nil {
 				t.Fatalf("ledger record does not decode: %v", err)
 			}

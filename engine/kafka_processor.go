@@ -46,6 +46,10 @@ type ProcessorStageConfig struct {
 	ChangelogTopic string
 	// Clock is ClockWall (the default) or ClockEvent.
 	Clock string
+	// Intake validates the ledger records another producer wrote in
+	// canonical JSON; give it the intake stage's sources. The intake stage's
+	// own records are not validated twice.
+	Intake IntakeConfig
 
 	// BatchSize bounds the records of one Pebble batch. The default is 1000.
 	BatchSize int
@@ -515,7 +519,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		events = NewEventClock(pos.Watermark)
 		clock, marks = events, newLedgerWatermark(events)
 	}
-	intake := NewIntake(IntakeConfig{})
+	intake := NewIntake(s.cfg.Intake)
 	before := proc.Counts
 	partLabel := strconv.Itoa(a.ID)
 	s.cfg.Logger.Info("partition assigned", "partition", a.ID, "offset", next)

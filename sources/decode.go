@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -38,17 +39,22 @@ func (d *Decoder) internStr(key string, v *fastjson.Value, dst *string) error {
 		return str(key, v, dst)
 	}
 	b, _ := v.StringBytes()
-	if s, ok := d.intern[string(b)]; ok {
-		*dst = s
-		return nil
+	*dst = interned(d, b)
+	return nil
+}
+
+// interned returns the table's copy of s, adding one: the copy never shares
+// memory with the input (a decoded record must not stay alive through it).
+func interned[T string | []byte](d *Decoder, s T) string {
+	if v, ok := d.intern[string(s)]; ok {
+		return v
 	}
 	if d.intern == nil || len(d.intern) >= maxInterned {
 		d.intern = make(map[string]string, 256)
 	}
-	s := string(b)
-	d.intern[s] = s
-	*dst = s
-	return nil
+	v := strings.Clone(string(s))
+	d.intern[v] = v
+	return v
 }
 
 // Decode parses one canonical event. Fields the contract does not name are

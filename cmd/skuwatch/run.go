@@ -75,10 +75,11 @@ func runService(ctx context.Context, cfg *config, listening func(addr string)) e
 	var ready func() bool = func() bool { return true }
 	var started atomic.Bool
 
+	validation := engine.IntakeConfig{Sources: cfg.Intake.Sources, MaxFutureSkew: cfg.futureSkew}
 	if cfg.runs("intake") {
 		in, err := engine.NewIntakeStage(engine.IntakeStageConfig{Brokers: cfg.Kafka.Brokers, RawTopics: cfg.Topics.Raw,
 			GroupID: cfg.Groups.Intake, LedgerTopic: cfg.Topics.Ledger, DLQTopic: cfg.Topics.DLQ,
-			Intake: engine.IntakeConfig{Sources: cfg.Intake.Sources, MaxFutureSkew: cfg.futureSkew},
+			Intake: validation,
 			Dialer: dialer, Transport: transport, Logger: log})
 		if err != nil {
 			return userError{err}
@@ -109,7 +110,7 @@ func runService(ctx context.Context, cfg *config, listening func(addr string)) e
 		}
 		proc, err := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: cfg.Kafka.Brokers,
 			LedgerTopic: cfg.Topics.Ledger, GroupID: cfg.Groups.Processor, DataDir: cfg.DataDir, Rules: live,
-			ChangelogTopic: cfg.Topics.Changelog, Transport: transport,
+			ChangelogTopic: cfg.Topics.Changelog, Transport: transport, Intake: validation,
 			Clock: engine.ClockWall, BatchSize: cfg.Processor.BatchSize, BatchWindow: cfg.batchWindow, DedupRetention: cfg.dedupRetention, SnapshotBytes: cfg.Processor.SnapshotBytes, CacheEntries: cfg.Processor.CacheEntries,
 			MaxBacklog: cfg.Processor.MaxBacklog, Dialer: dialer, Metrics: metrics, Logger: log,
 			Sinks: func(p int) ([]sinks.Sink, error) {
