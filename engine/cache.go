@@ -1,6 +1,11 @@
 package engine
 
-import "github.com/skuwatch/skuwatch/state"
+import (
+	"slices"
+	"strings"
+
+	"github.com/skuwatch/skuwatch/state"
+)
 
 // entryCache is the write-back cache of ledger rows: the working set stays in
 // memory, dirty rows are written in the next batch, and clean rows beyond the
@@ -21,7 +26,7 @@ type cacheItem struct {
 }
 
 func newEntryCache(capacity int) *entryCache {
-	c := &entryCache{cap: capacity, m: make(map[string]*cacheItem, min(capacity, 1<<16))}
+	c := &entryCache{cap: capacity, m: make(map[string]*cacheItem)}
 	c.head.prev, c.head.next = &c.head, &c.head
 	return c
 }
@@ -49,8 +54,10 @@ func (c *entryCache) markDirty(it *cacheItem) {
 	}
 }
 
-// flush writes every dirty row into b; the rows are clean once b commits.
+// flush writes every dirty row into b, in key order (see dedup.write); the
+// rows are clean once b commits.
 func (c *entryCache) flush(b *state.Batch, scratch []byte) ([]byte, error) {
+	slices.SortFunc(c.dirty, func(x, y *cacheItem) int { return strings.Compare(x.key, y.key) })
 	var err error
 	for _, it := range c.dirty {
 		if scratch, err = b.PutEntry(it.key, it.e, scratch); err != nil {

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/skuwatch/skuwatch/state"
@@ -62,7 +65,14 @@ func (k *keyFilter) grow() error {
 type dedup struct {
 	store   *state.Store
 	ids     *keyFilter
-	pending map[string]struct{} // ids marked in the uncommitted batch
+	pending map[string]int64 // ids marked in the uncommitted batch: event time
+	order   []pendingMark    // the same, to write in key order
+}
+
+type pendingMark struct {
+	day uint32
+	key string
+	at  int64
 }
 
 func newDedup(store *state.Store, capacity uint) (*dedup, error) {
@@ -70,19 +80,19 @@ func newDedup(store *state.Store, capacity uint) (*dedup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dedup{store: store, ids: ids, pending: map[string]struct{}{}}, nil
+	return &dedup{store: store, ids: ids, pending: map[string]int64{}}, nil
 }
 
 // seen reports whether key (of the event at eventTime) was applied before;
 // it does not mark it.
-func (d *dedup) seen(key []byte, eventTime int64, source, id string, kind byte) (bool, error) {
+func (d *dedup) seen(key []byte, eventTime int64) (bool, error) {
 	if !d.ids.mayContain(key) {
 		return false, nil
 	}
 	if _, ok := d.pending[string(key)]; ok {
 		return true, nil
 	}
-	return d.store.Applied(eventTime, source, id, kind)
+	return d.store.Applied(eventTime, key)
 }
 
 // prune forgets the ids of events before day (state.AppliedDay) and
@@ -95,19 +105,44 @@ func (d *dedup) prune(day uint32) error {
 	return d.ids.rebuild()
 }
 
-func (d *dedup) mark(key []byte) {
+// mark records key (of the event at eventTime) as applied in the batch
+// being built; write puts the marks into the batch.
+func (d *dedup) mark(key []byte, eventTime int64) {
 	d.ids.add(key)
-	d.pending[string(key)] = struct{}{}
+	k := string(key)
+	d.pending[k] = eventTime
+	d.order = append(d.order, pendingMark{day: state.AppliedDay(eventTime), key: k, at: eventTime})
+}
+
+// write adds the batch's marks to b in the store's key order: Pebble inserts
+// a batch's keys into its memtable one by one, and neighbours in key order
+// find their place from the one before.
+func (d *dedup) write(b *state.Batch) error {
+	slices.SortFunc(d.order, func(x, y pendingMark) int {
+		return cmp.Or(cmp.Compare(x.day, y.day), strings.Compare(x.key, y.key))
+	})
+	for _, m := range d.order {
+		if err := b.MarkApplied(m.key, m.at); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // committed is called after the batch holding the marks committed.
 func (d *dedup) committed() error {
-	clear(d.pending)
+	d.forget()
 	return d.ids.grow()
 }
 
 // discard forgets the marks of a batch that was not committed.
 func (d *dedup) discard() error {
-	clear(d.pending)
+	d.forget()
 	return d.ids.rebuild()
+}
+
+func (d *dedup) forget() {
+	clear(d.pending)
+	clear(d.order)
+	d.order = d.order[:0]
 }

@@ -222,7 +222,7 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 		kind = 1
 	}
 	p.keyBuf = state.AppendDedupKey(p.keyBuf[:0], ev.Source, ev.EventID, kind)
-	seen, err := p.dedup.seen(p.keyBuf, ev.EventTime.UnixNano(), ev.Source, ev.EventID, kind)
+	seen, err := p.dedup.seen(p.keyBuf, ev.EventTime.UnixNano())
 	if err != nil {
 		return err
 	}
@@ -233,10 +233,7 @@ func (p *Processor) Apply(ev *sources.Event, now int64) error {
 		p.m.duplicates.Inc()
 		return nil
 	}
-	p.dedup.mark(p.keyBuf)
-	if err := p.batch.MarkApplied(ev.Source, ev.EventID, kind, ev.EventTime.UnixNano()); err != nil {
-		return err
-	}
+	p.dedup.mark(p.keyBuf, ev.EventTime.UnixNano())
 	p.stateKey = append(append(append(p.stateKey[:0], ev.SKU...), 0), ev.Location...)
 	it, isNew, err := p.entry(p.stateKey)
 	if err != nil {
@@ -466,6 +463,9 @@ func (p *Processor) RecordCursor(sink string, seq uint64) error {
 // the last commit, atomically, then starts the next batch.
 func (p *Processor) Commit(pos Position, sync bool) error {
 	start := time.Now()
+	if err := p.dedup.write(p.batch); err != nil {
+		return p.abort(err)
+	}
 	var err error
 	if p.scratch, err = p.cache.flush(p.batch, p.scratch); err != nil {
 		return p.abort(err)

@@ -161,8 +161,8 @@ func TestAppliedIDsByDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := s.NewBatch()
-	b.MarkApplied("pos", "e1", 0, t1)
-	b.MarkApplied("pos", "e2", 0, t2)
+	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e1", 0)), t1)
+	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e2", 0)), t2)
 	if err := b.Commit(true); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestAppliedIDsByDay(t *testing.T) {
 	}
 	defer s.Close()
 	has := func(id string, at int64) bool {
-		ok, err := s.Applied(at, "pos", id, 0)
+		ok, err := s.Applied(at, AppendDedupKey(nil, "pos", id, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +210,7 @@ func TestSnapshotAndClear(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.MarkApplied("pos", "e1", 0, 5)
+	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e1", 0)), 5)
 	b.SetCursor("jsonl", 7, []byte("file"))
 	if err := b.Commit(true); err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ func TestSnapshotAndClear(t *testing.T) {
 	if _, gone, _ := dst.Entry("GONE\x00L"); gone || keys != 300 {
 		t.Errorf("after clear and snapshot: %d rows, the old one kept: %v", keys, gone)
 	}
-	if ok, _ := dst.Applied(5, "pos", "e1", 0); !ok {
+	if ok, _ := dst.Applied(5, AppendDedupKey(nil, "pos", "e1", 0)); !ok {
 		t.Error("applied id not in the snapshot")
 	}
 	if seq, cp, _ := dst.Cursor("jsonl"); seq != 3 || string(cp) != "mine" {

@@ -36,11 +36,13 @@ func ledgerKey(stateKey string) []byte {
 	return append(append(k, tagLedger), stateKey...)
 }
 
-func appliedKey(eventTime int64, source, eventID string, kind byte) []byte {
-	k := make([]byte, 5, 8+len(source)+len(eventID))
+// appliedKey is the applied-id row of dedupKey (AppendDedupKey) in the day
+// bucket of eventTime.
+func appliedKey[K string | []byte](eventTime int64, dedupKey K) []byte {
+	k := make([]byte, 5, 5+len(dedupKey))
 	k[0] = tagApplied
 	binary.BigEndian.PutUint32(k[1:], AppliedDay(eventTime))
-	return AppendDedupKey(k, source, eventID, kind)
+	return append(k, dedupKey...)
 }
 
 // AppliedDay is the UTC day number (since 1970) of an event time, the

@@ -163,10 +163,11 @@ func (s *Store) Entry(stateKey string) (e *Entry, ok bool, err error) {
 	return e, true, nil
 }
 
-// Applied reports whether the event id (with its event time, unix ns) was
-// marked applied by a committed batch and not pruned since.
-func (s *Store) Applied(eventTime int64, source, eventID string, kind byte) (bool, error) {
-	_, closer, err := s.db.Get(appliedKey(eventTime, source, eventID, kind))
+// Applied reports whether the event id (dedupKey, as AppendDedupKey makes
+// it, with its event time, unix ns) was marked applied by a committed batch
+// and not pruned since.
+func (s *Store) Applied(eventTime int64, dedupKey []byte) (bool, error) {
+	_, closer, err := s.db.Get(appliedKey(eventTime, dedupKey))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -378,9 +379,10 @@ func (b *Batch) PutEntry(stateKey string, e *Entry, scratch []byte) ([]byte, err
 	return v, b.b.Set(ledgerKey(stateKey), v, nil)
 }
 
-// MarkApplied records an applied event id with its event time.
-func (b *Batch) MarkApplied(source, eventID string, kind byte, eventTime int64) error {
-	return b.b.Set(appliedKey(eventTime, source, eventID, kind), binary.BigEndian.AppendUint64(nil, uint64(eventTime)), nil)
+// MarkApplied records an applied event id (dedupKey, as AppendDedupKey
+// makes it) with its event time.
+func (b *Batch) MarkApplied(dedupKey string, eventTime int64) error {
+	return b.b.Set(appliedKey(eventTime, dedupKey), binary.BigEndian.AppendUint64(nil, uint64(eventTime)), nil)
 }
 
 // SetTimer adds a wake timer index row.
