@@ -75,9 +75,10 @@ type ProcessorStageConfig struct {
 	// beginning — so the changelog may then expire records older than a
 	// few snapshot intervals. The default is 256 MiB; negative, never.
 	SnapshotBytes int64
-	// CommitInterval is how often the group offsets (a copy of the offsets
-	// in the stores) are committed, all partitions in one request. The
-	// default is 500ms.
+	// CommitInterval is how often a partition syncs its store (the batches
+	// in between are written, not synced) and the group offsets — copies of
+	// the synced offsets in the stores — are committed, all partitions in
+	// one request. The default is 500ms.
 	CommitInterval time.Duration
 	Dialer         *kafka.Dialer
 	Transport      *kafka.Transport // for the changelog writer; the default is kafka-go's
@@ -88,8 +89,9 @@ type ProcessorStageConfig struct {
 
 // ProcessorStage consumes the ledger topic in a consumer group: one goroutine
 // per assigned partition, each with its own store, processor and sinks. A
-// partition's batch — state, timers, outbox and the next offset — is synced
-// to its store before the group offset is committed, and an assigned
+// partition's batch — state, timers, outbox and the next offset — is one
+// atomic write to its store; the store is synced every CommitInterval and
+// at a stop, and only a synced offset goes to the group. An assigned
 // partition resumes from the offset in its store.
 type ProcessorStage struct {
 	cfg      ProcessorStageConfig
@@ -531,7 +533,13 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	pending := 0 // records applied since the last commit
 	lastCommit := time.Now()
 	var lastPrune time.Time
-	commit := func() error {
+	// Batches are written without a sync, and the store syncs at most every
+	// CommitInterval (a synced batch syncs every batch before it): a crash
+	// of the machine loses at most that much of the store, which the
+	// ledger topic has, from the offset the store still holds. Only synced
+	// offsets are committed to the group.
+	lastSync, unsynced := time.Now(), false
+	commit := func(sync bool) error {
 		var wm int64
 		if events != nil {
 			wm = events.Watermark()
@@ -541,10 +549,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			return err
 		}
 		pos := Position{Input: binary.BigEndian.AppendUint64(nil, uint64(next)), Watermark: wm}
-		if err := proc.Commit(pos, true); err != nil {
+		if err := proc.Commit(pos, sync); err != nil {
 			return err
 		}
-		lastPos = pos
+		lastPos, unsynced = pos, !sync
 		if snapshot != nil && s.cfg.SnapshotBytes > 0 && sinceSnapshot >= s.cfg.SnapshotBytes {
 			if err := snapshot(next, movable()); err != nil {
 				return err
@@ -562,7 +570,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		}
 		kick()
 		s.observeLag(partLabel, r)
-		offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path
+		if sync {
+			lastSync = lastCommit
+			offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path
+		}
 		s.add(proc.Counts, &before)
 		return nil
 	}
@@ -570,6 +581,11 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		wait := s.cfg.Tick
 		if pending == 0 {
 			if err := s.waitForSinks(ctx, partLabel, store, drainers); err != nil {
+				if unsynced {
+					if err := commit(true); err != nil {
+						return err
+					}
+				}
 				stopped = true
 				return nil // the generation ended
 			}
@@ -584,9 +600,10 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			// and what the reader already holds
 			batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize-pending, time.Millisecond)
 		} else if ctx.Err() != nil {
-			// A stop: what was applied is committed, not abandoned.
-			if pending > 0 {
-				if err := commit(); err != nil {
+			// A stop: what was applied is committed, not abandoned, and
+			// synced.
+			if pending > 0 || unsynced {
+				if err := commit(true); err != nil {
 					return err
 				}
 			}
@@ -631,7 +648,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 				continue
 			}
 		}
-		if err := commit(); err != nil {
+		if err := commit(time.Since(lastSync) >= s.cfg.CommitInterval); err != nil {
 			return err
 		}
 	}

@@ -71,6 +71,7 @@ type config struct {
 	Processor struct {
 		BatchSize      int    `yaml:"batch_size"`
 		BatchWindow    string `yaml:"batch_window"`
+		CommitInterval string `yaml:"commit_interval"`
 		CacheEntries   int    `yaml:"cache_entries"`
 		MaxBacklog     uint64 `yaml:"max_backlog"`
 		DedupRetention string `yaml:"dedup_retention"`
@@ -83,6 +84,7 @@ type config struct {
 
 	futureSkew     time.Duration
 	batchWindow    time.Duration
+	commitInterval time.Duration
 	dedupRetention time.Duration
 }
 
@@ -180,6 +182,11 @@ func loadConfig(path string) (*config, error) {
 	if w := c.Processor.BatchWindow; w != "" {
 		if c.batchWindow, err = time.ParseDuration(w); err != nil || c.batchWindow <= 0 {
 			bad("processor.batch_window: %q is not a duration like 10ms", w)
+		}
+	}
+	if w := c.Processor.CommitInterval; w != "" {
+		if c.commitInterval, err = time.ParseDuration(w); err != nil || c.commitInterval <= 0 {
+			bad("processor.commit_interval: %q is not a duration like 500ms", w)
 		}
 	}
 	if r := c.Processor.DedupRetention; r != "" {

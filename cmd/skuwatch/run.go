@@ -111,7 +111,7 @@ func runService(ctx context.Context, cfg *config, listening func(addr string)) e
 		proc, err := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: cfg.Kafka.Brokers,
 			LedgerTopic: cfg.Topics.Ledger, GroupID: cfg.Groups.Processor, DataDir: cfg.DataDir, Rules: live,
 			ChangelogTopic: cfg.Topics.Changelog, Transport: transport, Intake: validation,
-			Clock: engine.ClockWall, BatchSize: cfg.Processor.BatchSize, BatchWindow: cfg.batchWindow, DedupRetention: cfg.dedupRetention, SnapshotBytes: cfg.Processor.SnapshotBytes, CacheEntries: cfg.Processor.CacheEntries,
+			Clock: engine.ClockWall, BatchSize: cfg.Processor.BatchSize, BatchWindow: cfg.batchWindow, CommitInterval: cfg.commitInterval, DedupRetention: cfg.dedupRetention, SnapshotBytes: cfg.Processor.SnapshotBytes, CacheEntries: cfg.Processor.CacheEntries,
 			MaxBacklog: cfg.Processor.MaxBacklog, Dialer: dialer, Metrics: metrics, Logger: log,
 			Sinks: func(p int) ([]sinks.Sink, error) {
 				var out []sinks.Sink

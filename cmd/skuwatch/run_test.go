@@ -39,6 +39,7 @@ func TestConfigErrors(t *testing.T) {
 		{"kafka: {brokers: [a:1]}\nstages: [intake, audit]\ntopics: {raw: [r]}\n", `"audit" is not intake or processor`},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nintake: {max_future_skew: soon}\n", "max_future_skew"},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nprocessor: {batch_window: 0s}\n", "processor.batch_window"},
+		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nprocessor: {commit_interval: soon}\n", "processor.commit_interval"},
 		{"kafka: {brokers: [a:1]}\nstages: [intake]\ntopics: {raw: [r]}\nprocessor: {dedup_retention: 5m}\n", "processor.dedup_retention"},
 		{"kafka: {brokers: [a:1]}\ntopics: {raw: [r]}\ndata_dir: d\nrules: r.yaml\nsinks: {postgres: {dsn_env: SKUWATCH_TEST_UNSET}}\n", "SKUWATCH_TEST_UNSET is empty or unset"},
 		{"kafka: {brokers: [a:1]}\ntopics: {raw: [r]}\ndata_dir: d\nrules: r.yaml\nsinks: {postgres: {dsn: \"postgres://h:notaport/db\"}}\n", "sinks.postgres"},
