@@ -64,7 +64,20 @@ func produceRaw(b *testing.B, brokers []string, n int, at func(i int) time.Time,
 // in-process broker (Pebble, rules, outbox, JSONL and exceptions-topic sinks),
 // next to a bare kafka-go group consumer reading the same raw topic in the
 // same run. Reports both rates and their ratio.
-func BenchmarkKafkaEndToEnd(b *testing.B) {
+func BenchmarkKafkaEndToEnd(b *testing.B) { benchStages(b, true, true) }
+
+// BenchmarkKafkaIntakeStage: the intake stage alone (raw topic → validated
+// ledger records), next to the bare consumer.
+func BenchmarkKafkaIntakeStage(b *testing.B) { benchStages(b, true, false) }
+
+// BenchmarkKafkaProcessorStage: the processor stage alone, over a ledger
+// topic the intake filled before the timer started, next to the bare
+// consumer. With the intake stage's figures it shows where the end-to-end
+// CPU goes: the two stages share the two cores, so the end-to-end rate is
+// about 1/(1/intake + 1/processor).
+func BenchmarkKafkaProcessorStage(b *testing.B) { benchStages(b, false, true) }
+
+func benchStages(b *testing.B, intake, processor bool) {
 	cluster, brokers := benchCluster(b)
 	defer cluster.Close()
 	t0 := time.Date(2026, 6, 1, 6, 0, 0, 0, time.UTC)
@@ -92,6 +105,9 @@ func BenchmarkKafkaEndToEnd(b *testing.B) {
 	dir := b.TempDir()
 	rs := defaultRules(b)
 	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	in, _ := engine.NewIntakeStage(engine.IntakeStageConfig{Brokers: brokers, RawTopics: []string{"raw"}, LedgerTopic: "ledger", DLQTopic: "dlq"})
 	proc, _ := engine.NewProcessorStage(engine.ProcessorStageConfig{Brokers: brokers, LedgerTopic: "ledger", DataDir: filepath.Join(dir, "state"),
 		Rules: engine.NewRules(rs, nil), Clock: engine.ClockEvent, Tick: 20 * time.Millisecond,
@@ -99,16 +115,31 @@ func BenchmarkKafkaEndToEnd(b *testing.B) {
 			k, err := sinks.NewKafka("kafka", brokers, "exceptions")
 			return []sinks.Sink{sinks.NewJSONL("jsonl", filepath.Join(dir, fmt.Sprintf("x-%d.jsonl", p)), state.StreamExceptions, false), k}, err
 		}})
+	run := func(stage func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); stage(ctx) }()
+	}
+	done := func() bool { return proc.Counts().Processed >= n }
+	if !processor {
+		done = func() bool { return in.Counts().Ledger >= n }
+	}
+	if !intake {
+		run(in.Run) // untimed: the processor alone reads a full ledger
+		for in.Counts().Ledger < n {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 	b.ResetTimer()
 	start = time.Now()
 	var ru0 syscall.Rusage
 	syscall.Getrusage(0, &ru0)
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{in.Run, proc.Run} {
-		wg.Add(1)
-		go func(run func(context.Context) error) { defer wg.Done(); run(ctx) }(run)
+	if intake {
+		run(in.Run)
 	}
-	for proc.Counts().Processed < n {
+	if processor {
+		run(proc.Run)
+	}
+	for !done() {
 		time.Sleep(2 * time.Millisecond)
 	}
 	el := time.Since(start)
@@ -116,8 +147,6 @@ func BenchmarkKafkaEndToEnd(b *testing.B) {
 	syscall.Getrusage(0, &ru1)
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.StopTimer()
-	cancel()
-	wg.Wait()
 	rate := float64(n) / el.Seconds()
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(bareRate, "bare-events/s")
