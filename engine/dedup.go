@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/skuwatch/skuwatch/state"
 )
 
@@ -14,13 +13,11 @@ import (
 // certain, so a lookup of a key the table has never held needs no Pebble
 // read. It grows by rebuilding from the table (scan) when it fills up.
 type keyFilter struct {
-	f        *bloom.BloomFilter
+	f        *blockedBloom
 	capacity uint
 	count    uint
 	scan     func(func([]byte)) error
 }
-
-const filterFalsePositive = 0.01
 
 func newKeyFilter(capacity uint, scan func(func([]byte)) error) (*keyFilter, error) {
 	k := &keyFilter{capacity: capacity, scan: scan}
@@ -29,9 +26,9 @@ func newKeyFilter(capacity uint, scan func(func([]byte)) error) (*keyFilter, err
 
 func (k *keyFilter) rebuild() error {
 	for {
-		f := bloom.NewWithEstimates(k.capacity, filterFalsePositive)
+		f := newBlockedBloom(k.capacity)
 		var n uint
-		if err := k.scan(func(b []byte) { f.Add(b); n++ }); err != nil {
+		if err := k.scan(func(b []byte) { f.add(b); n++ }); err != nil {
 			return fmt.Errorf("engine: rebuild key filter: %w", err)
 		}
 		if n <= k.capacity*3/4 {
@@ -42,10 +39,10 @@ func (k *keyFilter) rebuild() error {
 	}
 }
 
-func (k *keyFilter) mayContain(b []byte) bool { return k.f.Test(b) }
+func (k *keyFilter) mayContain(b []byte) bool { return k.f.test(b) }
 
 func (k *keyFilter) add(b []byte) {
-	k.f.Add(b)
+	k.f.add(b)
 	k.count++
 }
 
