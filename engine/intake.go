@@ -69,19 +69,28 @@ func (in *Intake) Accept(dst []sources.Event, raw []byte, now time.Time) ([]sour
 	return dst, nil
 }
 
-// AcceptLedger decodes one record of the ledger topic: the binary encoding
-// (sources.AppendBinary) of an event the intake stage validated, or
-// canonical JSON from another producer, validated here (the canonical types
-// plus the internal transfer_expected).
-func (in *Intake) AcceptLedger(raw []byte, now time.Time) (sources.Event, *Rejection) {
-	if len(raw) > 0 && raw[0] == sources.BinaryFormat {
-		// The intake stage's own encoding, of an event it validated.
+// acceptLedger decodes one record of the ledger topic: a stamped record of
+// an event the intake stage validated (appendLedgerRecord), or canonical
+// JSON from another producer, validated here (the canonical types plus the
+// internal transfer_expected). The stamp is the intake's (ok false for
+// JSON).
+func (in *Intake) acceptLedger(raw []byte, now time.Time) (sources.Event, stamp, *Rejection) {
+	st, raw, err := splitLedgerRecord(raw)
+	if err != nil {
+		return sources.Event{}, st, rejection(err)
+	}
+	if st.ok {
 		ev, err := in.dec.DecodeBinary(raw)
 		if err != nil {
-			return ev, rejection(err)
+			return ev, st, rejection(err)
 		}
-		return ev, nil
+		return ev, st, nil
 	}
+	ev, rej := in.acceptLedgerJSON(raw, now)
+	return ev, st, rej
+}
+
+func (in *Intake) acceptLedgerJSON(raw []byte, now time.Time) (sources.Event, *Rejection) {
 	ev, err := in.dec.Decode(raw)
 	if err != nil {
 		return ev, rejection(err)

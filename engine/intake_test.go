@@ -58,23 +58,29 @@ func TestIntakeTransferFanOut(t *testing.T) {
 	}
 }
 
-// TestAcceptLedger: the ledger takes the intake stage's binary records as
+// TestAcceptLedger: the ledger takes the intake stage's stamped records as
 // they are, and validates canonical JSON from other producers with the
 // configured sources.
 func TestAcceptLedger(t *testing.T) {
 	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
 	sap := sources.Event{EventID: "e", Source: "sap", Type: sources.TypeSale, SKU: "S", Location: "L", Qty: 1, HasQty: true, EventTime: now}
 	plain, configured := NewIntake(IntakeConfig{}), NewIntake(IntakeConfig{Sources: []string{"sap"}})
-	if _, rej := plain.AcceptLedger(sources.AppendJSON(nil, &sap), now); rej == nil || rej.Field != "source" {
+	if _, _, rej := plain.acceptLedger(sources.AppendJSON(nil, &sap), now); rej == nil || rej.Field != "source" {
 		t.Errorf("JSON from an unknown source: %v, want a rejection on source", rej)
 	}
-	for name, raw := range map[string][]byte{"JSON": sources.AppendJSON(nil, &sap), "binary": sources.AppendBinary(nil, &sap)} {
-		ev, rej := configured.AcceptLedger(raw, now)
-		if rej != nil || ev != sap {
-			t.Errorf("%s: %+v, %v; want the event", name, ev, rej)
-		}
+	id := intakeID{1, 2, 3, 4, 5, 6, 7, 8}
+	ev, st, rej := configured.acceptLedger(sources.AppendJSON(nil, &sap), now)
+	if rej != nil || ev != sap || st.ok {
+		t.Errorf("JSON: %+v, %+v, %v; want the event, unstamped", ev, st, rej)
 	}
-	if _, rej := plain.AcceptLedger([]byte{sources.BinaryFormat, 0}, now); rej == nil || !strings.Contains(rej.Reason, "binary") {
-		t.Errorf("truncated binary record: %v", rej)
+	ev, st, rej = plain.acceptLedger(appendLedgerRecord(nil, id, 12345, &sap), now)
+	if rej != nil || ev != sap || st != (stamp{intake: id, watermark: 12345, ok: true}) {
+		t.Errorf("stamped record: %+v, %+v, %v; want the event, stamped", ev, st, rej)
+	}
+	good := appendLedgerRecord(nil, id, 12345, &sap)
+	for n := 1; n < len(good); n++ {
+		if _, _, rej := plain.acceptLedger(good[:n], now); rej == nil {
+			t.Errorf("first %d of %d bytes accepted", n, len(good))
+		}
 	}
 }

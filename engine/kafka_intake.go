@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,9 +114,8 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 	// chunks, the writer produces them in order and only then commits their
 	// raw offsets. Three chunks circulate: the loop blocks when the writer
 	// is two behind.
-	id := make([]byte, 8)
-	rand.Read(id)
-	stamp := []byte(hex.EncodeToString(id)) // this instance, in HeaderIntake
+	var id intakeID // this instance, in its stamps
+	rand.Read(id[:])
 	wm := newIntakeWatermark(s.rawPartitions(ctx), time.Now())
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -159,13 +157,11 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 					continue
 				}
 				wm.observe(rawPartition{m.Topic, m.Partition}, legs[0].EventTime.UnixNano(), wall)
-				start := len(c.buf)
-				c.buf = strconv.AppendInt(c.buf, wm.low(wall), 10)
-				headers := []kafka.Header{{Key: HeaderIntake, Value: stamp}, {Key: HeaderWatermark, Value: c.buf[start:len(c.buf):len(c.buf)]}}
+				low := wm.low(wall)
 				for i := range legs {
 					start := len(c.buf)
-					c.buf = sources.AppendBinary(c.buf, &legs[i])
-					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)], Headers: headers})
+					c.buf = appendLedgerRecord(c.buf, id, low, &legs[i])
+					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)]})
 				}
 			}
 			full <- c

@@ -614,7 +614,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		}
 		wall := time.Now()
 		for _, m := range batch {
-			ev, rej := intake.AcceptLedger(m.Value, clock.Now())
+			ev, st, rej := intake.acceptLedger(m.Value, clock.Now())
 			if rej != nil {
 				if err := proc.DeadLetter(NewDeadLetter(rej, topic, m.Offset, m.Value)); err != nil {
 					return err
@@ -622,7 +622,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 				continue
 			}
 			if marks != nil {
-				marks.observe(m.Headers, ev.EventTime.UnixNano(), wall)
+				marks.observe(st, ev.EventTime.UnixNano(), wall)
 			}
 			now := clock.Now().UnixNano()
 			if err := proc.FireTimers(now); err != nil {

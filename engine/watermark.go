@@ -2,10 +2,7 @@ package engine
 
 import (
 	"math"
-	"strconv"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // Event-time watermarks across partitions. The intake reads several raw
@@ -19,12 +16,6 @@ import (
 // partition that is quiet in event time (no sales overnight on its keys)
 // holds timers back until its next record. With one raw partition the
 // watermark is replay's: the latest event time read.
-
-// Ledger record headers of the event-time watermark.
-const (
-	HeaderWatermark = "wm"     // the intake's low watermark, unix ns in decimal
-	HeaderIntake    = "intake" // the intake instance that stamped it
-)
 
 // watermarkIdle is how long a source without records stops holding a
 // watermark back (Flink's "idleness"): a raw partition nobody writes to, an
@@ -99,29 +90,22 @@ func (w *intakeWatermark) low(now time.Time) int64 {
 // the intakes writing to it. Not safe for concurrent use.
 type ledgerWatermark struct {
 	clock *EventClock
-	srcs  map[string]*progress // by intake instance
+	srcs  map[intakeID]*progress // by intake instance
 }
 
 func newLedgerWatermark(clock *EventClock) *ledgerWatermark {
-	return &ledgerWatermark{clock: clock, srcs: map[string]*progress{}}
+	return &ledgerWatermark{clock: clock, srcs: map[intakeID]*progress{}}
 }
 
 // observe advances the clock with one ledger record read at now. A record
-// without a stamp (another producer) counts as its own source, timed by its
-// event time.
-func (w *ledgerWatermark) observe(headers []kafka.Header, eventTime int64, now time.Time) {
-	src, wm := "", eventTime
-	for _, h := range headers {
-		switch h.Key {
-		case HeaderIntake:
-			src = string(h.Value)
-		case HeaderWatermark:
-			if v, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
-				wm = v
-			}
-		}
+// without a stamp (another producer) counts as one more source, timed by
+// its event time.
+func (w *ledgerWatermark) observe(st stamp, eventTime int64, now time.Time) {
+	wm := eventTime
+	if st.ok {
+		wm = st.watermark
 	}
-	note(w.srcs, src, wm, now)
+	note(w.srcs, st.intake, wm, now)
 	if low := lowest(w.srcs, now); low > 0 {
 		w.clock.Observe(time.Unix(0, low))
 	}

@@ -1,11 +1,8 @@
 package engine
 
 import (
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 func TestIntakeWatermark(t *testing.T) {
@@ -43,31 +40,33 @@ func TestLedgerWatermark(t *testing.T) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	clock := NewEventClock(0)
 	w := newLedgerWatermark(clock)
-	stamp := func(src string, wm int64) []kafka.Header {
-		return []kafka.Header{{Key: HeaderIntake, Value: []byte(src)}, {Key: HeaderWatermark, Value: strconv.AppendInt(nil, wm, 10)}}
+	from := func(src string, wm int64) stamp {
+		st := stamp{watermark: wm, ok: true}
+		copy(st.intake[:], src)
+		return st
 	}
-	w.observe(stamp("i1", 50), 400, now)
+	w.observe(from("i1", 50), 400, now)
 	if got := clock.Watermark(); got != 50 {
 		t.Errorf("stamped 50 on an event of 400: clock %d, want 50", got)
 	}
-	w.observe(stamp("i2", 30), 500, now)
-	w.observe(stamp("i1", 90), 600, now)
+	w.observe(from("i2", 30), 500, now)
+	w.observe(from("i1", 90), 600, now)
 	if got := clock.Watermark(); got != 50 {
 		t.Errorf("i1 at 90, i2 at 30: clock %d, want 50 (it never goes back)", got)
 	}
-	w.observe(stamp("i2", 80), 600, now)
+	w.observe(from("i2", 80), 600, now)
 	if got := clock.Watermark(); got != 80 {
 		t.Errorf("i1 at 90, i2 at 80: clock %d, want 80", got)
 	}
 	// i2 leaves the group: after the idleness i1 alone counts.
-	w.observe(stamp("i1", 120), 700, now.Add(watermarkIdle+time.Second))
+	w.observe(from("i1", 120), 700, now.Add(watermarkIdle+time.Second))
 	if got := clock.Watermark(); got != 120 {
 		t.Errorf("i2 gone: clock %d, want 120", got)
 	}
 	// A record from another producer, without a stamp, counts by its event time.
 	c2 := NewEventClock(0)
 	w2 := newLedgerWatermark(c2)
-	w2.observe(nil, 777, now)
+	w2.observe(stamp{}, 777, now)
 	if got := c2.Watermark(); got != 777 {
 		t.Errorf("unstamped record at 777: clock %d", got)
 	}
