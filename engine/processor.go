@@ -80,6 +80,7 @@ type Processor struct {
 	ledger   *keyFilter // every state key the store holds a row for
 	batch    *state.Batch
 	eval     rules.Evaluator
+	env      rules.Env // of the evaluation running
 	scratch  []byte
 	keyBuf   []byte // dedup key of the current event
 	stateKey []byte // state key of the current event
@@ -332,7 +333,8 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 	rs := p.cfg.Rules.Current()
 	e.LastEval = max(e.LastEval, now)
 	th := rs.Thresholds(e.Category, time.Unix(0, now).UTC().Month())
-	env := buildEnv(key, e, ev, a, now, th)
+	p.env = buildEnv(key, e, ev, a, now, th) // a field: one allocation per processor, not per evaluation
+	env := &p.env
 	lc := lifecycle{p: p, key: key, e: e, rs: rs, now: now, trigSource: trigSource, trigID: trigID, eventTime: eventTime, trigger: trigger}
 	evaluated := rs.For(trigger)
 	if ev != nil {
@@ -346,7 +348,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 		if sample {
 			start = time.Now()
 		}
-		v, err := p.eval.Judge(r, &env, idx >= 0)
+		v, err := p.eval.Judge(r, env, idx >= 0)
 		if sample {
 			p.m.ruleEval.WithLabelValues(r.ID).Observe(time.Since(start).Seconds())
 		}
@@ -356,7 +358,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 		}
 		switch v {
 		case rules.Fire:
-			d, err := p.eval.Details(r, &env)
+			d, err := p.eval.Details(r, env)
 			if err != nil {
 				p.ruleError(r, err)
 				continue
@@ -373,7 +375,7 @@ func (p *Processor) evaluate(key string, e *state.Entry, ev *sources.Event, a ap
 	if err := lc.dropRemovedRules(); err != nil {
 		return err
 	}
-	return p.schedule(key, e, rs, evaluated, &env, now)
+	return p.schedule(key, e, rs, evaluated, env, now)
 }
 
 func (p *Processor) ruleError(r *rules.Rule, err error) {
