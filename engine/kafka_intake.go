@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skuwatch/skuwatch/sinks"
 	"github.com/skuwatch/skuwatch/sources"
 )
 
@@ -82,7 +83,8 @@ func NewIntakeStage(cfg IntakeStageConfig) (*IntakeStage, error) {
 // whole WriteMessages call for a partition.
 func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 	return &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchBytes: 64 << 20, BatchTimeout: time.Millisecond, Transport: t}
+		RequiredAcks: kafka.RequireAll, BatchBytes: 64 << 20, BatchTimeout: time.Millisecond,
+		Transport: sinks.CachedMetadata(t, time.Second)}
 }
 
 // Run consumes until ctx ends; it owns its reader and writers and closes them

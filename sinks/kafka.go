@@ -64,6 +64,7 @@ func NewKafka(name string, brokers []string, topic string, opts ...KafkaOption) 
 		k.own = &kafka.Transport{}
 		w.Transport = k.own
 	}
+	w.Transport = CachedMetadata(w.Transport, time.Second)
 	return k, nil
 }
 
