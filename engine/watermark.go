@@ -32,7 +32,7 @@ type rawPartition struct {
 type intakeWatermark struct {
 	started time.Time
 	known   []rawPartition // every raw partition (from metadata), or nil
-	parts   map[rawPartition]*progress
+	parts   inputs[rawPartition]
 }
 
 // progress is one input's latest event time and when it last sent.
@@ -41,21 +41,39 @@ type progress struct {
 	seen time.Time // wall time of the last record
 }
 
-// note records event time t of an input k, seen at now.
-func note[K comparable](m map[K]*progress, k K, t int64, now time.Time) {
-	p := m[k]
-	if p == nil {
-		p = &progress{}
-		m[k] = p
+// inputs is the progress of each input of a watermark, in a slice: the
+// least of them is taken for every record.
+type inputs[K comparable] struct {
+	index map[K]int
+	list  []progress
+}
+
+// note records event time t of input k, seen at now.
+func (in *inputs[K]) note(k K, t int64, now time.Time) {
+	i, ok := in.index[k]
+	if !ok {
+		if in.index == nil {
+			in.index = map[K]int{}
+		}
+		i = len(in.list)
+		in.index[k] = i
+		in.list = append(in.list, progress{})
 	}
+	p := &in.list[i]
 	p.hi, p.seen = max(p.hi, t), now
+}
+
+func (in *inputs[K]) has(k K) bool {
+	_, ok := in.index[k]
+	return ok
 }
 
 // lowest is the least latest event time of the inputs not idle at now; with
 // every input idle it is the latest of them: everything sent is in.
-func lowest[K comparable](m map[K]*progress, now time.Time) int64 {
+func (in *inputs[K]) lowest(now time.Time) int64 {
 	low, latest := int64(math.MaxInt64), int64(0)
-	for _, p := range m {
+	for i := range in.list {
+		p := &in.list[i]
 		latest = max(latest, p.hi)
 		if now.Sub(p.seen) < watermarkIdle {
 			low = min(low, p.hi)
@@ -68,33 +86,35 @@ func lowest[K comparable](m map[K]*progress, now time.Time) int64 {
 }
 
 func newIntakeWatermark(known []rawPartition, now time.Time) *intakeWatermark {
-	return &intakeWatermark{started: now, known: known, parts: map[rawPartition]*progress{}}
+	return &intakeWatermark{started: now, known: known}
 }
 
 // observe notes a record of p at event time t (unix ns), read at now.
-func (w *intakeWatermark) observe(p rawPartition, t int64, now time.Time) { note(w.parts, p, t, now) }
+func (w *intakeWatermark) observe(p rawPartition, t int64, now time.Time) { w.parts.note(p, t, now) }
 
 // low is lowest over the raw partitions; 0 while a known partition has not
 // been read yet (for the first watermarkIdle after start: another instance
 // may read it).
 func (w *intakeWatermark) low(now time.Time) int64 {
-	for _, p := range w.known {
-		if _, ok := w.parts[p]; !ok && now.Sub(w.started) < watermarkIdle {
-			return 0
+	if now.Sub(w.started) < watermarkIdle {
+		for _, p := range w.known {
+			if !w.parts.has(p) {
+				return 0
+			}
 		}
 	}
-	return lowest(w.parts, now)
+	return w.parts.lowest(now)
 }
 
 // ledgerWatermark is a ledger partition's event-time clock from the stamps of
 // the intakes writing to it. Not safe for concurrent use.
 type ledgerWatermark struct {
 	clock *EventClock
-	srcs  map[intakeID]*progress // by intake instance
+	srcs  inputs[intakeID] // by intake instance
 }
 
 func newLedgerWatermark(clock *EventClock) *ledgerWatermark {
-	return &ledgerWatermark{clock: clock, srcs: map[intakeID]*progress{}}
+	return &ledgerWatermark{clock: clock}
 }
 
 // observe advances the clock with one ledger record read at now. A record
@@ -105,8 +125,8 @@ func (w *ledgerWatermark) observe(st stamp, eventTime int64, now time.Time) {
 	if st.ok {
 		wm = st.watermark
 	}
-	note(w.srcs, st.intake, wm, now)
-	if low := lowest(w.srcs, now); low > 0 {
+	w.srcs.note(st.intake, wm, now)
+	if low := w.srcs.lowest(now); low > 0 {
 		w.clock.Observe(time.Unix(0, low))
 	}
 }
