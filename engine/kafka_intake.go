@@ -91,7 +91,7 @@ func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 // before it returns. Cancellation is a normal stop (nil).
 func (s *IntakeStage) Run(ctx context.Context) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, GroupID: s.cfg.GroupID, GroupTopics: s.cfg.RawTopics,
-		Dialer: s.cfg.Dialer, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond,
+		Dialer: s.cfg.Dialer, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: readerQueue,
 		SessionTimeout: s.cfg.SessionTimeout, HeartbeatInterval: heartbeat(s.cfg.SessionTimeout), StartOffset: kafka.FirstOffset,
 		// Offsets are committed in the background every 100ms, after the
 		// records they cover were acknowledged; a crash redelivers at most

@@ -509,7 +509,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	}
 
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, Topic: topic, Partition: a.ID, Dialer: s.cfg.Dialer,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: readerQueue})
 	defer r.Close()
 	if err := r.SetOffset(next); err != nil {
 		return err
