@@ -53,6 +53,16 @@ func TestCachedMetadata(t *testing.T) {
 	if n := counted.metadata.Load(); n != 1 {
 		t.Errorf("1,500 messages asked the broker for metadata %d times, want once", n)
 	}
+	// Past the ttl the next check of the clock asks again.
+	short := CachedMetadata(counted, time.Nanosecond)
+	for range 130 {
+		if _, err := short.RoundTrip(context.Background(), w.Addr, &metadataAPI.Request{TopicNames: []string{"t"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counted.metadata.Load() - 1; n != 3 {
+		t.Errorf("130 lookups with an expired answer asked the broker %d times, want 3 (the first, then at every 64th use)", n)
+	}
 	var bal kafka.Murmur2Balancer
 	for p := range 4 {
 		conn, err := kafka.DialLeader(context.Background(), "tcp", cluster.ListenAddrs()[0], "t", p)
