@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -244,5 +245,28 @@ func TestSnapshotAndClear(t *testing.T) {
 	}
 	if seq, cp, _ := dst.Cursor("jsonl"); seq != 3 || string(cp) != "mine" {
 		t.Errorf("cursor %d %q: a snapshot must not carry cursors, nor Clear drop them", seq, cp)
+	}
+}
+
+// TestNumberEncoding: every float comes back bit for bit; whole numbers
+// within ±2^52 take a varint, everything else tag + 8 bytes.
+func TestNumberEncoding(t *testing.T) {
+	cases := []struct {
+		f     float64
+		short bool
+	}{
+		{0, true}, {math.Copysign(0, -1), false}, {1, true}, {-1, true}, {1 << 52, true}, {-(1 << 52), true},
+		{1<<52 + 2, false}, {0.5, false}, {-2.25, false}, {math.NaN(), false}, {math.Inf(1), false},
+		{math.Inf(-1), false}, {1e300, false}, {-1 << 63, false}, {1 << 63, false},
+	}
+	for _, c := range cases {
+		b := putF(nil, c.f)
+		if short := len(b) < 9; short != c.short {
+			t.Errorf("%v: %d bytes, want the short form %v", c.f, len(b), c.short)
+		}
+		r := reader{b: b, compact: true}
+		if got := r.f(); math.Float64bits(got) != math.Float64bits(c.f) || r.err != nil || len(r.b) != 0 {
+			t.Errorf("%v: read back %v (err %v, %d bytes left)", c.f, got, r.err, len(r.b))
+		}
 	}
 }
