@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -63,7 +64,9 @@ func produceRaw(b *testing.B, brokers []string, n int, at func(i int) time.Time,
 // BenchmarkKafkaEndToEnd: b.N events through intake and processor on the
 // in-process broker (Pebble, rules, outbox, JSONL and exceptions-topic sinks),
 // next to a bare kafka-go group consumer reading the same raw topic in the
-// same run. Reports both rates and their ratio.
+// same run, once before and once after the stages (bare-events/s is their
+// mean, bare-drift how far apart they were). Reports both rates and their
+// ratio.
 func BenchmarkKafkaEndToEnd(b *testing.B) { benchStages(b, true, true) }
 
 // BenchmarkKafkaIntakeStage: the intake stage alone (raw topic → validated
@@ -90,17 +93,22 @@ func benchStages(b *testing.B, intake, processor bool) {
 			return sources.TypeSale
 		})
 
-	// The bare consumer: a kafka-go group reader that only fetches.
-	bare := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "bare", GroupTopics: []string{"raw"},
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset, QueueCapacity: 10_000})
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := bare.FetchMessage(context.Background()); err != nil {
-			b.Fatal(err)
+	// The bare consumer: a kafka-go group reader that only fetches, run
+	// before and after the stages (the machine's speed drifts; the mean of
+	// the two brackets the stages' run).
+	bare := func(group string) float64 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: group, GroupTopics: []string{"raw"},
+			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset, QueueCapacity: 10_000})
+		defer r.Close()
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if _, err := r.FetchMessage(context.Background()); err != nil {
+				b.Fatal(err)
+			}
 		}
+		return float64(n) / time.Since(start).Seconds()
 	}
-	bareRate := float64(n) / time.Since(start).Seconds()
-	bare.Close()
+	bareBefore := bare("bare-before")
 
 	dir := b.TempDir()
 	rs := defaultRules(b)
@@ -130,7 +138,7 @@ func benchStages(b *testing.B, intake, processor bool) {
 		}
 	}
 	b.ResetTimer()
-	start = time.Now()
+	start := time.Now()
 	var ru0 syscall.Rusage
 	syscall.Getrusage(0, &ru0)
 	if intake {
@@ -147,9 +155,14 @@ func benchStages(b *testing.B, intake, processor bool) {
 	syscall.Getrusage(0, &ru1)
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.StopTimer()
+	cancel()
+	wg.Wait()
+	bareAfter := bare("bare-after")
+	bareRate := (bareBefore + bareAfter) / 2
 	rate := float64(n) / el.Seconds()
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(bareRate, "bare-events/s")
+	b.ReportMetric(math.Abs(bareBefore-bareAfter)/bareRate, "bare-drift")
 	b.ReportMetric(rate/bareRate, "ratio")
 	b.ReportMetric(cpu.Seconds()/el.Seconds(), "cores")
 	b.ReportMetric(cpu.Seconds()/float64(n)*1e6, "cpu-µs/event")
