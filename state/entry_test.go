@@ -162,8 +162,8 @@ func TestAppliedIDsByDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := s.NewBatch()
-	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e1", 0)), t1)
-	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e2", 0)), t2)
+	b.MarkApplied(AppendDedupKey(nil, "pos", "e1", 0), t1)
+	b.MarkApplied(AppendDedupKey(nil, "pos", "e2", 0), t2)
 	if err := b.Commit(true); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestSnapshotAndClear(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.MarkApplied(string(AppendDedupKey(nil, "pos", "e1", 0)), 5)
+	b.MarkApplied(AppendDedupKey(nil, "pos", "e1", 0), 5)
 	b.SetCursor("jsonl", 7, []byte("file"))
 	if err := b.Commit(true); err != nil {
 		t.Fatal(err)

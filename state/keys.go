@@ -31,18 +31,18 @@ const (
 	tagMeta      = 'm'
 )
 
-func ledgerKey(stateKey string) []byte {
-	k := make([]byte, 0, 1+len(stateKey))
-	return append(append(k, tagLedger), stateKey...)
+// The key builders append to dst: a batch builds its keys in one scratch
+// buffer (Pebble copies them), reads pass nil.
+
+func ledgerKey(dst []byte, stateKey string) []byte {
+	return append(append(dst, tagLedger), stateKey...)
 }
 
 // appliedKey is the applied-id row of dedupKey (AppendDedupKey) in the day
 // bucket of eventTime.
-func appliedKey[K string | []byte](eventTime int64, dedupKey K) []byte {
-	k := make([]byte, 5, 5+len(dedupKey))
-	k[0] = tagApplied
-	binary.BigEndian.PutUint32(k[1:], AppliedDay(eventTime))
-	return append(k, dedupKey...)
+func appliedKey[K string | []byte](dst []byte, eventTime int64, dedupKey K) []byte {
+	dst = binary.BigEndian.AppendUint32(append(dst, tagApplied), AppliedDay(eventTime))
+	return append(dst, dedupKey...)
 }
 
 // AppliedDay is the UTC day number (since 1970) of an event time, the
@@ -63,11 +63,9 @@ func AppendDedupKey(dst []byte, source, eventID string, kind byte) []byte {
 	return append(dst, 0, kind)
 }
 
-func timerKey(due int64, stateKey string) []byte {
-	k := make([]byte, 9, 9+len(stateKey))
-	k[0] = tagTimer
-	binary.BigEndian.PutUint64(k[1:], uint64(due))
-	return append(k, stateKey...)
+func timerKey(dst []byte, due int64, stateKey string) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, tagTimer), uint64(due))
+	return append(dst, stateKey...)
 }
 
 func parseTimerKey(k []byte) (due int64, stateKey string, ok bool) {
@@ -79,12 +77,8 @@ func parseTimerKey(k []byte) (due int64, stateKey string, ok bool) {
 
 func exceptionKey(id string) []byte { return append([]byte{tagException}, id...) }
 
-func outboxKey(stream Stream, seq uint64) []byte {
-	k := make([]byte, 10)
-	k[0] = tagOutbox
-	k[1] = byte(stream)
-	binary.BigEndian.PutUint64(k[2:], seq)
-	return k
+func outboxKey(dst []byte, stream Stream, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, tagOutbox, byte(stream)), seq)
 }
 
 func cursorKey(sink string) []byte { return append([]byte{tagCursor}, sink...) }

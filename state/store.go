@@ -105,15 +105,14 @@ func (s *Store) migrateApplied() error {
 	}
 	b := s.db.NewBatch()
 	n := 0
+	var k []byte
 	for it.First(); it.Valid(); it.Next() {
 		v := it.Value()
 		if len(v) != 8 {
 			continue
 		}
-		k := make([]byte, 5, 4+len(it.Key()))
-		k[0] = tagApplied
-		binary.BigEndian.PutUint32(k[1:], AppliedDay(int64(binary.BigEndian.Uint64(v))))
-		b.Set(append(k, it.Key()[1:]...), v, nil)
+		k = appliedKey(k[:0], int64(binary.BigEndian.Uint64(v)), it.Key()[1:])
+		b.Set(k, v, nil)
 		if n++; n%10_000 == 0 {
 			if err := b.Commit(pebble.NoSync); err != nil {
 				it.Close()
@@ -148,7 +147,7 @@ func (s *Store) Close() error {
 // Entry reads the ledger row of stateKey. ok is false when the key has never
 // been written.
 func (s *Store) Entry(stateKey string) (e *Entry, ok bool, err error) {
-	v, closer, err := s.db.Get(ledgerKey(stateKey))
+	v, closer, err := s.db.Get(ledgerKey(nil, stateKey))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -167,7 +166,7 @@ func (s *Store) Entry(stateKey string) (e *Entry, ok bool, err error) {
 // it, with its event time, unix ns) was marked applied by a committed batch
 // and not pruned since.
 func (s *Store) Applied(eventTime int64, dedupKey []byte) (bool, error) {
-	_, closer, err := s.db.Get(appliedKey(eventTime, dedupKey))
+	_, closer, err := s.db.Get(appliedKey(nil, eventTime, dedupKey))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -257,9 +256,9 @@ type Timer struct {
 func (s *Store) DueTimers(after Timer, upTo int64, limit int) ([]Timer, error) {
 	lower := []byte{tagTimer}
 	if after != (Timer{}) {
-		lower = append(timerKey(after.Due, after.StateKey), 0)
+		lower = append(timerKey(nil, after.Due, after.StateKey), 0)
 	}
-	upper := timerKey(upTo, "\xff")
+	upper := timerKey(nil, upTo, "\xff")
 	if upTo == math.MaxInt64 {
 		upper = []byte{tagTimer + 1}
 	}
@@ -297,7 +296,7 @@ type Row struct {
 
 // ReadOutbox returns up to limit committed rows of stream with seq > after.
 func (s *Store) ReadOutbox(stream Stream, after uint64, limit int) ([]Row, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: outboxKey(stream, after+1), UpperBound: outboxKey(stream+1, 0)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: outboxKey(nil, stream, after+1), UpperBound: outboxKey(nil, stream+1, 0)})
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +310,7 @@ func (s *Store) ReadOutbox(stream Stream, after uint64, limit int) ([]Row, error
 
 // OutboxHead returns the last sequence number committed to stream (0 if none).
 func (s *Store) OutboxHead(stream Stream) (uint64, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: outboxKey(stream, 0), UpperBound: outboxKey(stream+1, 0)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: outboxKey(nil, stream, 0), UpperBound: outboxKey(nil, stream+1, 0)})
 	if err != nil {
 		return 0, err
 	}
@@ -355,13 +354,14 @@ func cursorValue(seq uint64, checkpoint []byte) []byte {
 // PruneOutbox deletes the rows of stream with seq ≤ upTo; call it with the
 // lowest cursor of the stream's sinks.
 func (s *Store) PruneOutbox(stream Stream, upTo uint64) error {
-	return s.db.DeleteRange(outboxKey(stream, 0), outboxKey(stream, upTo+1), pebble.NoSync)
+	return s.db.DeleteRange(outboxKey(nil, stream, 0), outboxKey(nil, stream, upTo+1), pebble.NoSync)
 }
 
 // Batch collects one processing batch's writes; Commit applies them
 // atomically. A Batch is for the single writer goroutine.
 type Batch struct {
-	b *pebble.Batch
+	b   *pebble.Batch
+	key []byte // scratch for the keys being written
 }
 
 // NewBatch starts a batch.
@@ -376,23 +376,29 @@ func (b *Batch) PutEntry(stateKey string, e *Entry, scratch []byte) ([]byte, err
 	if err != nil {
 		return scratch, err
 	}
-	return v, b.b.Set(ledgerKey(stateKey), v, nil)
+	b.key = ledgerKey(b.key[:0], stateKey)
+	return v, b.b.Set(b.key, v, nil)
 }
 
 // MarkApplied records an applied event id (dedupKey, as AppendDedupKey
 // makes it) with its event time.
-func (b *Batch) MarkApplied(dedupKey string, eventTime int64) error {
-	return b.b.Set(appliedKey(eventTime, dedupKey), binary.BigEndian.AppendUint64(nil, uint64(eventTime)), nil)
+func (b *Batch) MarkApplied(dedupKey []byte, eventTime int64) error {
+	b.key = appliedKey(b.key[:0], eventTime, dedupKey)
+	n := len(b.key)
+	b.key = binary.BigEndian.AppendUint64(b.key, uint64(eventTime)) // the value, after the key
+	return b.b.Set(b.key[:n], b.key[n:], nil)
 }
 
 // SetTimer adds a wake timer index row.
 func (b *Batch) SetTimer(due int64, stateKey string) error {
-	return b.b.Set(timerKey(due, stateKey), nil, nil)
+	b.key = timerKey(b.key[:0], due, stateKey)
+	return b.b.Set(b.key, nil, nil)
 }
 
 // DeleteTimer removes a wake timer index row.
 func (b *Batch) DeleteTimer(due int64, stateKey string) error {
-	return b.b.Delete(timerKey(due, stateKey), nil)
+	b.key = timerKey(b.key[:0], due, stateKey)
+	return b.b.Delete(b.key, nil)
 }
 
 // PutException stores the latest version of an exception.
@@ -402,7 +408,8 @@ func (b *Batch) PutException(id string, value []byte) error {
 
 // Append adds an outbox row.
 func (b *Batch) Append(stream Stream, seq uint64, value []byte) error {
-	return b.b.Set(outboxKey(stream, seq), value, nil)
+	b.key = outboxKey(b.key[:0], stream, seq)
+	return b.b.Set(b.key, value, nil)
 }
 
 // SetMeta writes a meta value.
