@@ -508,12 +508,8 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		}
 	}
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, Topic: topic, Partition: a.ID, Dialer: s.cfg.Dialer,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: readerQueue})
-	defer r.Close()
-	if err := r.SetOffset(next); err != nil {
-		return err
-	}
+	r := newLedgerReader(ctx, s.cfg.Dialer, s.cfg.Brokers, topic, a.ID, next, s.cfg.Logger)
+	defer r.close()
 	var clock Clock = WallClock{}
 	var events *EventClock
 	var marks *ledgerWatermark
@@ -529,7 +525,6 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 	// of the previous commit (or BatchSize records): records are applied as
 	// they arrive, and only the commit waits, so a busy partition syncs a
 	// few large batches instead of many small ones.
-	var batch []kafka.Message
 	pending := 0 // records applied since the last commit
 	lastCommit := time.Now()
 	var lastPrune time.Time
@@ -569,7 +564,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			lastPrune = lastCommit
 		}
 		kick()
-		s.observeLag(partLabel, r)
+		s.cfg.Metrics.lag.WithLabelValues(partLabel).Set(float64(r.lag()))
 		if sync {
 			lastSync = lastCommit
 			offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path
@@ -592,14 +587,8 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		} else {
 			wait = max(time.Until(lastCommit.Add(s.cfg.BatchWindow)), time.Millisecond)
 		}
-		batch = batch[:0]
-		first, cancel := context.WithTimeout(ctx, wait)
-		m, err := r.FetchMessage(first)
-		cancel()
-		if err == nil {
-			// and what the reader already holds
-			batch = fillBatch(ctx, r, append(batch, m), s.cfg.BatchSize-pending, time.Millisecond)
-		} else if ctx.Err() != nil {
+		batch, err := r.take(ctx, wait, s.cfg.BatchSize-pending)
+		if err != nil {
 			// A stop: what was applied is committed, not abandoned, and
 			// synced.
 			if pending > 0 || unsynced {
@@ -609,14 +598,12 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			}
 			stopped = true
 			return nil
-		} else if !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("engine: fetch %s/%d: %w", topic, a.ID, err)
 		}
 		wall := time.Now()
 		for _, m := range batch {
-			ev, st, rej := intake.acceptLedger(m.Value, clock.Now())
+			ev, st, rej := intake.acceptLedger(m.value, clock.Now())
 			if rej != nil {
-				if err := proc.DeadLetter(NewDeadLetter(rej, topic, m.Offset, m.Value)); err != nil {
+				if err := proc.DeadLetter(NewDeadLetter(rej, topic, m.offset, m.value)); err != nil {
 					return err
 				}
 				continue
@@ -633,7 +620,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 			}
 		}
 		if len(batch) > 0 {
-			next = batch[len(batch)-1].Offset + 1
+			next = batch[len(batch)-1].offset + 1
 			pending += len(batch)
 			if pending < s.cfg.BatchSize && time.Since(lastCommit) < s.cfg.BatchWindow {
 				continue
@@ -812,10 +799,6 @@ func readRange(conn *kafka.Conn, lo, hi int64, fn func(kafka.Message) error) err
 		}
 	}
 	return nil
-}
-
-func (s *ProcessorStage) observeLag(partition string, r *kafka.Reader) {
-	s.cfg.Metrics.lag.WithLabelValues(partition).Set(float64(max(r.Stats().Lag, 0)))
 }
 
 // Assigned is the number of partitions the stage is processing now.
