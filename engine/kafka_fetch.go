@@ -10,35 +10,37 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// ledgerReader reads one ledger partition from its leader: a goroutine
-// fetches into one of two buffers while the partition applies the other.
-// kafka-go's Reader hands over every record through a channel and copies
-// its key and value, which was about a sixth of the engine's CPU; here a
-// whole fetch changes hands at once and the values stay in the buffer.
+// partitionReader reads one partition from its leader: a goroutine fetches
+// into one of two buffers while the stage works through the other. kafka-go's
+// Reader hands over every record through a channel and copies its key and
+// value, which was about a sixth of the engine's CPU; here a whole fetch
+// changes hands at once. The processor's ledger partitions read values only,
+// into the fetch's buffer; the intake's raw partitions keep each record's key
+// too (for the dead-letter topic).
 //
 // Failures are retried as kafka-go's Reader retries them: a broken
 // connection or a moved leader reconnects to the leader after a backoff; an
 // offset before the first the broker keeps (retention deleted records never
 // processed) skips to the first, with an error in the log; an offset past
 // the last waits for records.
-type ledgerReader struct {
+type partitionReader struct {
 	dialer    *kafka.Dialer
 	brokers   []string
 	topic     string
 	partition int
+	keys      bool // keep each record's key (kafka-go copies key and value)
 	log       *slog.Logger
 
-	ready  chan *fetch // fetched, waiting to be applied
+	ready  chan<- *fetch // fetched, to the stage (may be shared by readers)
 	free   chan *fetch
 	cancel context.CancelFunc
 	done   chan struct{}
-
-	cur *fetch // being applied (the partition's goroutine only)
 }
 
-// fetch is the records of one fetch; their values stay valid until the
-// fetch goes back to the reader.
+// fetch is the records of one fetch of one partition; their values stay
+// valid until the fetch goes back to its reader (release).
 type fetch struct {
+	from *partitionReader
 	recs []fetched
 	buf  []byte
 	lag  int64 // records past the last of this fetch
@@ -46,72 +48,109 @@ type fetch struct {
 }
 
 type fetched struct {
-	offset int64
-	value  []byte
+	offset     int64
+	key, value []byte
 }
+
+func (f *fetch) release() { f.from.free <- f }
 
 const (
 	fetchMaxBytes = 1 << 20
 	fetchMaxWait  = 100 * time.Millisecond
 )
 
-// newLedgerReader starts reading at offset next (or kafka.FirstOffset); it
-// reads ahead until close or the end of ctx.
-func newLedgerReader(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string, partition int, next int64, log *slog.Logger) *ledgerReader {
+// startPartitionReader reads topic/partition from offset next (or
+// kafka.FirstOffset) on into ready until close or the end of ctx.
+func startPartitionReader(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string, partition int, next int64,
+	keys bool, ready chan<- *fetch, log *slog.Logger) *partitionReader {
 	if dialer == nil {
 		dialer = &kafka.Dialer{Timeout: 10 * time.Second}
 	}
-	r := &ledgerReader{dialer: dialer, brokers: brokers, topic: topic, partition: partition, log: log,
-		ready: make(chan *fetch, 1), free: make(chan *fetch, 2), done: make(chan struct{})}
+	r := &partitionReader{dialer: dialer, brokers: brokers, topic: topic, partition: partition, keys: keys, log: log,
+		ready: ready, free: make(chan *fetch, 2), done: make(chan struct{})}
 	for range cap(r.free) {
-		r.free <- &fetch{buf: make([]byte, 0, fetchMaxBytes)}
+		f := &fetch{from: r}
+		if !keys {
+			f.buf = make([]byte, 0, fetchMaxBytes)
+		}
+		r.free <- f
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	go r.run(ctx, next)
 	return r
 }
 
-// take returns up to limit records, waiting up to wait for the first; none
-// when wait passed, and an error only when ctx ended.
-func (r *ledgerReader) take(ctx context.Context, wait time.Duration, limit int) ([]fetched, error) {
-	if r.cur != nil && r.cur.used == len(r.cur.recs) {
-		r.free <- r.cur
-		r.cur = nil
-	}
-	if r.cur == nil {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-			return nil, nil
-		case r.cur = <-r.ready:
-			t.Stop()
-		}
-	}
-	f := r.cur
-	n := min(limit, len(f.recs)-f.used)
-	out := f.recs[f.used : f.used+n]
-	f.used += n
-	return out, nil
-}
-
-// lag is how many records the partition holds past the last one handed out.
-func (r *ledgerReader) lag() int64 {
-	if r.cur == nil {
-		return 0
-	}
-	return r.cur.lag + int64(len(r.cur.recs)-r.cur.used)
-}
-
 // close stops the reader and waits for its goroutine.
-func (r *ledgerReader) close() {
+func (r *partitionReader) close() {
 	r.cancel()
 	<-r.done
 }
 
-func (r *ledgerReader) run(ctx context.Context, next int64) {
+// fetchQueue hands out the records of the fetches on ready, one fetch at a
+// time; for one goroutine.
+type fetchQueue struct {
+	ready chan *fetch
+	cur   *fetch
+}
+
+// take returns up to limit records of one fetch, waiting up to wait for
+// one; none when wait passed, and an error only when ctx ended. The records
+// stay valid until the next take.
+func (q *fetchQueue) take(ctx context.Context, wait time.Duration, limit int) ([]fetched, *fetch, error) {
+	if q.cur != nil && q.cur.used == len(q.cur.recs) {
+		q.cur.release()
+		q.cur = nil
+	}
+	if q.cur == nil {
+		select {
+		case q.cur = <-q.ready:
+		default:
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil, ctx.Err()
+			case <-t.C:
+				return nil, nil, nil
+			case q.cur = <-q.ready:
+				t.Stop()
+			}
+		}
+	}
+	f := q.cur
+	n := min(limit, len(f.recs)-f.used)
+	out := f.recs[f.used : f.used+n]
+	f.used += n
+	return out, f, nil
+}
+
+// ledgerReader is the processor's reader of one ledger partition.
+type ledgerReader struct {
+	*partitionReader
+	q fetchQueue
+}
+
+func newLedgerReader(ctx context.Context, dialer *kafka.Dialer, brokers []string, topic string, partition int, next int64, log *slog.Logger) *ledgerReader {
+	ready := make(chan *fetch, 1)
+	return &ledgerReader{partitionReader: startPartitionReader(ctx, dialer, brokers, topic, partition, next, false, ready, log),
+		q: fetchQueue{ready: ready}}
+}
+
+// take returns up to limit records, waiting up to wait for the first.
+func (r *ledgerReader) take(ctx context.Context, wait time.Duration, limit int) ([]fetched, error) {
+	recs, _, err := r.q.take(ctx, wait, limit)
+	return recs, err
+}
+
+// lag is how many records the partition holds past the last one handed out.
+func (r *ledgerReader) lag() int64 {
+	if r.q.cur == nil {
+		return 0
+	}
+	return r.q.cur.lag + int64(len(r.q.cur.recs)-r.q.cur.used)
+}
+
+func (r *partitionReader) run(ctx context.Context, next int64) {
 	defer close(r.done)
 	var conn *kafka.Conn
 	defer func() {
@@ -196,13 +235,20 @@ func (r *ledgerReader) run(ctx context.Context, next int64) {
 }
 
 // read fetches the records from offset from on into f.
-func (r *ledgerReader) read(ctx context.Context, conn *kafka.Conn, from int64, f *fetch) error {
+func (r *partitionReader) read(ctx context.Context, conn *kafka.Conn, from int64, f *fetch) error {
 	f.recs, f.buf, f.used = f.recs[:0], f.buf[:0], 0
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) }) // a stop ends the fetch at once
 	defer stop()
 	b := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait})
 	var err error
-	for {
+	for r.keys {
+		var m kafka.Message
+		if m, err = b.ReadMessage(); err != nil { // skips what precedes from itself
+			break
+		}
+		f.recs = append(f.recs, fetched{offset: m.Offset, key: m.Key, value: m.Value})
+	}
+	for !r.keys {
 		start := len(f.buf)
 		var n int
 		if n, err = b.Read(f.buf[start:cap(f.buf)]); err != nil {
@@ -225,7 +271,7 @@ func (r *ledgerReader) read(ctx context.Context, conn *kafka.Conn, from int64, f
 // connect dials the partition's leader and seeks to next: an absolute
 // offset as it is (the fetch reports one out of range), the first or last
 // offset looked up.
-func (r *ledgerReader) connect(ctx context.Context, next int64) (*kafka.Conn, int64, error) {
+func (r *partitionReader) connect(ctx context.Context, next int64) (*kafka.Conn, int64, error) {
 	var last error
 	for _, b := range r.brokers {
 		conn, err := r.dialer.DialLeader(ctx, "tcp", b, r.topic, r.partition)
@@ -252,7 +298,7 @@ func (r *ledgerReader) connect(ctx context.Context, next int64) (*kafka.Conn, in
 }
 
 // offsets are the partition's first and last (next to be written) offsets.
-func (r *ledgerReader) offsets(ctx context.Context) (first, last int64, err error) {
+func (r *partitionReader) offsets(ctx context.Context) (first, last int64, err error) {
 	conn, _, err := r.connect(ctx, kafka.FirstOffset)
 	if err != nil {
 		return 0, 0, err

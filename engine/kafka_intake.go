@@ -87,16 +87,9 @@ func (s *IntakeStage) writer(topic string, t *kafka.Transport) *kafka.Writer {
 		Transport: sinks.CachedMetadata(t, time.Second)}
 }
 
-// Run consumes until ctx ends; it owns its reader and writers and closes them
-// before it returns. Cancellation is a normal stop (nil).
+// Run consumes until ctx ends; it owns its group membership and writers and
+// closes them before it returns. Cancellation is a normal stop (nil).
 func (s *IntakeStage) Run(ctx context.Context) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, GroupID: s.cfg.GroupID, GroupTopics: s.cfg.RawTopics,
-		Dialer: s.cfg.Dialer, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: readerQueue,
-		SessionTimeout: s.cfg.SessionTimeout, HeartbeatInterval: heartbeat(s.cfg.SessionTimeout), StartOffset: kafka.FirstOffset,
-		// Offsets are committed in the background every 100ms, after the
-		// records they cover were acknowledged; a crash redelivers at most
-		// that window, which the processor applies once.
-		CommitInterval: 100 * time.Millisecond})
 	transport := s.cfg.Transport
 	if transport == nil {
 		// An own transport, not kafka-go's shared default, so that its
@@ -105,28 +98,82 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 		defer transport.CloseIdleConnections()
 	}
 	ledger, dlq := s.writer(s.cfg.LedgerTopic, transport), s.writer(s.cfg.DLQTopic, transport)
-	defer func() {
-		// Writers first (flush), then the reader (leaves the group).
+	defer func() { // after the group is left: writers flush
 		ledger.Close()
 		dlq.Close()
-		r.Close()
 	}()
-	// Two goroutines, so that validating one batch overlaps with waiting
-	// for the acknowledgement of the one before: the reader's loop fills
-	// chunks, the writer produces them in order and only then commits their
-	// raw offsets. Three chunks circulate: the loop blocks when the writer
-	// is two behind.
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{ID: s.cfg.GroupID, Brokers: s.cfg.Brokers,
+		Topics: s.cfg.RawTopics, Dialer: s.cfg.Dialer, SessionTimeout: s.cfg.SessionTimeout,
+		HeartbeatInterval: heartbeat(s.cfg.SessionTimeout), StartOffset: kafka.FirstOffset})
+	if err != nil {
+		return fmt.Errorf("engine: intake group: %w", err)
+	}
+	defer group.Close()
 	var id intakeID // this instance, in its stamps
 	rand.Read(id[:])
 	wm := newIntakeWatermark(s.rawPartitions(ctx), time.Now())
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil {
+			s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
+			return nil
+		}
+		if err != nil {
+			// A rebalance the member lost is normal group life: join again.
+			s.cfg.Logger.Warn("intake group: joining again", "err", err)
+			sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		}
+		done := make(chan error, 1)
+		gen.Start(func(gctx context.Context) {
+			// The generation's context ends with the generation; the
+			// stage's ends the generation's work too.
+			gctx, cancel := context.WithCancel(gctx)
+			defer context.AfterFunc(ctx, cancel)()
+			defer cancel()
+			done <- s.runGeneration(gctx, gen, ledger, dlq, id, wm)
+		})
+		if err := <-done; err != nil {
+			return err
+		}
+	}
+}
 
+// runGeneration reads the raw partitions of one group generation until it
+// ends. Two goroutines, so that validating one batch overlaps with waiting
+// for the acknowledgement of the one before: the reading loop fills chunks,
+// the writer produces them in order and only then commits their raw
+// offsets (every 100 ms). Three chunks circulate: the loop blocks when the
+// writer is two behind.
+func (s *IntakeStage) runGeneration(ctx context.Context, gen *kafka.Generation, ledger, dlq *kafka.Writer, id intakeID, wm *intakeWatermark) error {
+	n := 0
+	for _, as := range gen.Assignments {
+		n += len(as)
+	}
+	ready := make(chan *fetch, max(n, 1))
+	var readers []*partitionReader
+	for topic, as := range gen.Assignments {
+		for _, a := range as {
+			next := a.Offset
+			if next < 0 {
+				next = kafka.FirstOffset
+			}
+			readers = append(readers, startPartitionReader(ctx, s.cfg.Dialer, s.cfg.Brokers, topic, a.ID, next, true, ready, s.cfg.Logger))
+		}
+	}
+	defer func() {
+		for _, r := range readers {
+			r.close()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	full, free := make(chan *intakeChunk, 2), make(chan *intakeChunk, 3)
 	for range cap(free) {
-		free <- &intakeChunk{}
+		free <- &intakeChunk{next: map[rawPartition]int64{}}
 	}
 	g.Go(func() error {
 		defer close(full)
+		q := fetchQueue{ready: ready}
 		var legs []sources.Event
 		for {
 			var c *intakeChunk
@@ -135,41 +182,65 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 			case <-gctx.Done():
 				return nil
 			}
-			m, err := r.FetchMessage(gctx)
-			if err != nil {
-				if gctx.Err() != nil {
+			c.read, c.ledger, c.dlq, c.buf = 0, c.ledger[:0], c.dlq[:0], c.buf[:0]
+			clear(c.next)
+			wait := time.Second // for the first records; then what is there
+			for c.read < s.cfg.BatchSize {
+				recs, f, err := q.take(gctx, wait, s.cfg.BatchSize-c.read)
+				if err != nil {
 					return nil
 				}
-				return fmt.Errorf("engine: intake fetch: %w", err)
-			}
-			c.read = fillBatch(gctx, r, append(c.read[:0], m), s.cfg.BatchSize, 2*time.Millisecond)
-			c.ledger, c.dlq, c.buf = c.ledger[:0], c.dlq[:0], c.buf[:0]
-			now, wall := s.cfg.Clock.Now(), time.Now()
-			for _, m := range c.read {
-				var rej *Rejection
-				legs, rej = s.intake.Accept(legs[:0], m.Value, now)
-				if rej != nil {
-					c.dlq = append(c.dlq, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-						{Key: "reason", Value: []byte(rej.Reason)},
-						{Key: "field", Value: []byte(rej.Field)},
-						{Key: "source_topic", Value: []byte(m.Topic)},
-						{Key: "source_partition", Value: []byte(strconv.Itoa(m.Partition))},
-						{Key: "source_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-					}})
-					continue
+				if len(recs) == 0 {
+					if c.read == 0 {
+						continue
+					}
+					break
 				}
-				wm.observe(rawPartition{m.Topic, m.Partition}, legs[0].EventTime.UnixNano(), wall)
-				low := wm.low(wall)
-				for i := range legs {
-					start := len(c.buf)
-					c.buf = appendLedgerRecord(c.buf, id, low, &legs[i])
-					c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)]})
+				wait = 2 * time.Millisecond
+				now, wall := s.cfg.Clock.Now(), time.Now()
+				part := rawPartition{f.from.topic, f.from.partition}
+				for _, m := range recs {
+					var rej *Rejection
+					legs, rej = s.intake.Accept(legs[:0], m.value, now)
+					if rej != nil {
+						c.dlq = append(c.dlq, kafka.Message{Key: m.key, Value: m.value, Headers: []kafka.Header{
+							{Key: "reason", Value: []byte(rej.Reason)},
+							{Key: "field", Value: []byte(rej.Field)},
+							{Key: "source_topic", Value: []byte(part.topic)},
+							{Key: "source_partition", Value: []byte(strconv.Itoa(part.partition))},
+							{Key: "source_offset", Value: []byte(strconv.FormatInt(m.offset, 10))},
+						}})
+						continue
+					}
+					wm.observe(part, legs[0].EventTime.UnixNano(), wall)
+					low := wm.low(wall)
+					for i := range legs {
+						start := len(c.buf)
+						c.buf = appendLedgerRecord(c.buf, id, low, &legs[i])
+						c.ledger = append(c.ledger, kafka.Message{Key: LedgerKey(&legs[i]), Value: c.buf[start:len(c.buf):len(c.buf)]})
+					}
 				}
+				c.read += len(recs)
+				c.next[part] = recs[len(recs)-1].offset + 1
 			}
 			full <- c
 		}
 	})
 	g.Go(func() error {
+		offsets := map[string]map[int]int64{}
+		var lastCommit time.Time
+		commit := func() {
+			if len(offsets) == 0 {
+				return
+			}
+			if err := gen.CommitOffsets(offsets); err != nil {
+				// The records are read again (by this or another member);
+				// the processor applies a redelivered event id once.
+				s.cfg.Logger.Warn("intake offset commit failed; the records since the last commit are read again", "err", err)
+			}
+			offsets, lastCommit = map[string]map[int]int64{}, time.Now()
+		}
+		defer commit()
 		for c := range full {
 			if err := write(gctx, ledger, c.ledger); err != nil {
 				return err
@@ -178,26 +249,25 @@ func (s *IntakeStage) Run(ctx context.Context) error {
 				return err
 			}
 			if gctx.Err() != nil {
-				return nil // unacknowledged: the batch is redelivered; the processor dedups it
+				return nil // unacknowledged: the batch is read again; the processor dedups it
 			}
-			if err := r.CommitMessages(gctx, c.read...); err != nil {
-				if gctx.Err() != nil {
-					return nil
+			for p, next := range c.next {
+				if offsets[p.topic] == nil {
+					offsets[p.topic] = map[int]int64{}
 				}
-				return fmt.Errorf("engine: intake commit: %w", err)
+				offsets[p.topic][p.partition] = next
 			}
-			s.read.Add(int64(len(c.read)))
+			if time.Since(lastCommit) >= 100*time.Millisecond {
+				commit()
+			}
+			s.read.Add(int64(c.read))
 			s.ledger.Add(int64(len(c.ledger)))
 			s.dead.Add(int64(len(c.dlq)))
 			free <- c
 		}
 		return nil
 	})
-	err := g.Wait()
-	if err == nil {
-		s.cfg.Logger.Debug("intake stage stopped", "cause", ctx.Err())
-	}
-	return err
+	return g.Wait()
 }
 
 // rawPartitions lists the partitions of the raw topics, so the watermark
@@ -231,11 +301,13 @@ func (s *IntakeStage) rawPartitions(ctx context.Context) []rawPartition {
 }
 
 // intakeChunk is one batch of raw records and what the intake made of them.
-// The ledger values and headers are slices of buf, which is reused once the
-// chunk is acknowledged (a slice made before buf grew keeps the old array).
+// The ledger values are slices of buf, which is reused once the chunk is
+// acknowledged (a slice made before buf grew keeps the old array).
 type intakeChunk struct {
-	read, ledger, dlq []kafka.Message
-	buf               []byte
+	read        int // raw records
+	next        map[rawPartition]int64
+	ledger, dlq []kafka.Message
+	buf         []byte
 }
 
 // write produces msgs as one batch per partition: kafka-go keeps a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -84,21 +85,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestIntakeStage runs the intake stage against the Kafka wire protocol:
-// raw POS and WMS topics in, ledger records (murmur2 by sku|location, with
-// the destination leg of every transfer) and dead letters (original bytes,
-// reason and source coordinates in headers) out; a restart resumes from the
-// committed offsets.
-func TestIntakeStage(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "raw.pos", "raw.wms"),
-		kfake.SeedTopics(6, "ledger"), kfake.SeedTopics(1, "dlq"), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+// intakeCluster starts a broker with topics (and "dlq") for the test's
+// life, and a transport for its writers.
+func intakeCluster(t *testing.T, topics ...kfake.Opt) (addr string, transport *kafka.Transport) {
+	t.Helper()
+	opts := append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, "dlq"), kfake.GroupMinSessionTimeout(500 * time.Millisecond)}, topics...)
+	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
-	addr := cluster.ListenAddrs()[0]
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
+	t.Cleanup(cluster.Close)
+	transport = &kafka.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	return cluster.ListenAddrs()[0], transport
+}
+
+// TestIntakeStage runs the intake stage against the Kafka wire protocol:
+// raw POS and WMS topics in, ledger records (murmur2 by sku|location, with
+// the destination leg of every transfer) and dead letters (original key and bytes,
+// reason and source coordinates in headers) out; a restart resumes from the
+// committed offsets.
+func TestIntakeStage(t *testing.T) {
+	addr, transport := intakeCluster(t, kfake.SeedTopics(2, "raw.pos", "raw.wms"), kfake.SeedTopics(6, "ledger"))
 
 	var buf bytes.Buffer
 	if _, _, err := synth.Generate(synth.Config{Stores: 2, SKUs: 10, Days: 20, Seed: 4, MalformedRate: 0.01}, &buf); err != nil {
@@ -125,6 +133,9 @@ func TestIntakeStage(t *testing.T) {
 			wms = append(wms, kafka.Message{Value: line})
 		}
 	}
+	// A malformed record with a key: the dead letter keeps both.
+	pos = append(pos, kafka.Message{Key: []byte("k-bad"), Value: []byte("not json")})
+	wantDLQ++
 	for topic, msgs := range map[string][]kafka.Message{"raw.pos": pos, "raw.wms": wms} {
 		w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: transport}
 		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
@@ -186,6 +197,7 @@ func TestIntakeStage(t *testing.T) {
 	if len(dl) != wantDLQ || wantDLQ == 0 {
 		t.Fatalf("%d dead letters, want %d", len(dl), wantDLQ)
 	}
+	keyed := 0
 	for _, m := range dl {
 		h := map[string]string{}
 		for _, x := range m.Headers {
@@ -194,6 +206,12 @@ func TestIntakeStage(t *testing.T) {
 		if h["reason"] == "" || h["source_topic"] == "" || h["source_offset"] == "" {
 			t.Errorf("dead letter headers %v", h)
 		}
+		if string(m.Key) == "k-bad" && string(m.Value) == "not json" {
+			keyed++
+		}
+	}
+	if keyed != 1 {
+		t.Errorf("%d dead letters with the raw key k-bad and the original bytes, want 1", keyed)
 	}
 
 	// A restart resumes after the committed offsets: one new raw record
@@ -207,4 +225,60 @@ func TestIntakeStage(t *testing.T) {
 	if got := topicCount(t, addr, "ledger", 6); got != wantLedger+1 {
 		t.Errorf("after a restart the ledger holds %d records, want %d: the stage re-read committed input", got, wantLedger+1)
 	}
+}
+
+// TestIntakeStageRebalance: a second instance joins mid-stream and the first
+// leaves; every raw record reaches the ledger (at least once: what a member
+// had not acknowledged when its partitions moved is read again), nothing is
+// lost.
+func TestIntakeStageRebalance(t *testing.T) {
+	addr, transport := intakeCluster(t, kfake.SeedTopics(4, "raw"), kfake.SeedTopics(4, "ledger"))
+	const n = 40_000
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "raw", Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: 1000, BatchTimeout: time.Millisecond, Transport: transport}
+	msgs := make([]kafka.Message, 0, n)
+	for i := range n {
+		ev := sources.Event{EventID: strconv.Itoa(i), Source: "pos", Type: sources.TypeSale, SKU: "S" + strconv.Itoa(i%97),
+			Location: "L1", Qty: 1, HasQty: true, EventTime: t0.Add(time.Duration(i) * time.Second)}
+		msgs = append(msgs, kafka.Message{Value: sources.AppendJSON(nil, &ev)})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	start := func() (*IntakeStage, func()) {
+		st, err := NewIntakeStage(IntakeStageConfig{Brokers: []string{addr}, RawTopics: []string{"raw"},
+			LedgerTopic: "ledger", DLQTopic: "dlq", SessionTimeout: time.Second, BatchSize: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, background(t, "intake stage", st.Run)
+	}
+	a, stopA := start()
+	waitFor(t, "A under way", func() bool { return a.Counts().Ledger > 0 })
+	b, stopB := start()
+	waitFor(t, "B under way", func() bool { return b.Counts().Ledger > 0 })
+	stopA()
+	waitFor(t, "every record on the ledger", func() bool { return topicCount(t, addr, "ledger", 4) >= n })
+	stopB()
+	seen := map[string]bool{}
+	var dec sources.Decoder
+	for _, recs := range readTopic(t, addr, "ledger", 4) {
+		for _, m := range recs {
+			_, rest, err := splitLedgerRecord(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := dec.DecodeBinary(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[ev.EventID] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct events on the ledger, want %d", len(seen), n)
+	}
+	t.Logf("A wrote %d, B %d ledger records for %d events", a.Counts().Ledger, b.Counts().Ledger, n)
 }

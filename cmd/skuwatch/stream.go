@@ -144,7 +144,9 @@ loop:
 			ic, pc := intake.Counts(), proc.Counts()
 			fmt.Fprintf(d.out, "%5.0fs  produced %7d  events/s %7d  intake lag %6d  ledger lag %6d  dead-lettered %4d  exceptions %s\n",
 				time.Since(start).Seconds(), d.produced.Load(), pc.Processed-lastProcessed,
-				d.produced.Load()-int64(ic.Read), ic.Ledger-pc.Processed, ic.DeadLettered, d.byRule())
+				// (the processor may apply a record before the intake has
+				// counted its acknowledgement: lags do not go below zero)
+				max(d.produced.Load()-int64(ic.Read), 0), max(ic.Ledger-pc.Processed, 0), ic.DeadLettered, d.byRule())
 			lastProcessed = pc.Processed
 			if int(d.produced.Load()) == lines && ic.Read == lines && pc.Processed == ic.Ledger {
 				break loop
