@@ -249,14 +249,9 @@ func TestProcessorStageTakeover(t *testing.T) {
 	first := a.Counts().Processed
 	t.Logf("instance A stopped after %d of %d records", first, fx.records)
 	b, stopB := fx.startInstance(t, "b", outs("b-"), "changelog")
-	waitFor(t, "the rest of the records on B", func() bool { return first+b.Counts().Processed >= fx.records })
 	// A may have processed everything before it stopped: B's part can be
 	// only the restore and the delivery of the restored outboxes.
-	waitFor(t, "B holding every partition", func() bool { return b.Assigned() == 4 })
-	ref := newFiles(t, fx.events)
-	replay(t, ref, 1000)
-	want := len(finalExceptions(t, ref.out))
-	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs("b-")...)) >= want })
+	fx.waitForTakeover(t, b, first, outs("b-"))
 	stopB()
 	if total := first + b.Counts().Processed; total != fx.records {
 		t.Errorf("A and B processed %d records, want %d (each once)", total, fx.records)
@@ -264,6 +259,20 @@ func TestProcessorStageTakeover(t *testing.T) {
 	// B holds every partition's whole state, outbox included, so its outputs
 	// alone are the complete history.
 	compareWithReplay(t, fx, finalExceptions(t, outs("b-")...))
+}
+
+// waitForTakeover waits until instance b processed the records the first
+// instance had not (done of them), owns every partition and has delivered
+// the taken-over partitions' history from their restored outboxes (in the
+// background): its outputs hold as many exceptions as a replay gives.
+func (fx ledgerFixture) waitForTakeover(t *testing.T, b *ProcessorStage, done int, outs []string) {
+	t.Helper()
+	waitFor(t, "the rest of the records on B", func() bool { return done+b.Counts().Processed >= fx.records })
+	waitFor(t, "B holding every partition", func() bool { return b.Assigned() == 4 })
+	ref := newFiles(t, fx.events)
+	replay(t, ref, 1000)
+	want := len(finalExceptions(t, ref.out))
+	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs...)) >= want })
 }
 
 // sharedSink stands for a destination both instances write to (a topic, a
@@ -334,14 +343,7 @@ func TestProcessorStageSplit(t *testing.T) {
 	waitFor(t, "half the records", func() bool { return a.Counts().Processed+b.Counts().Processed >= fx.records/2 })
 	stopA()
 	first := a.Counts().Processed
-	waitFor(t, "the rest on B", func() bool { return first+b.Counts().Processed >= fx.records })
-	waitFor(t, "B holding every partition", func() bool { return b.Assigned() == 4 })
-	// B delivers the taken-over partitions' history from their restored
-	// outboxes in the background; wait for the replay's count, then compare.
-	ref := newFiles(t, fx.events)
-	replay(t, ref, 1000)
-	want := len(finalExceptions(t, ref.out))
-	waitFor(t, "B's outputs to catch up", func() bool { return len(finalExceptions(t, outs("b-")...)) >= want })
+	fx.waitForTakeover(t, b, first, outs("b-"))
 	stopB()
 	t.Logf("A processed %d, B %d of %d", first, b.Counts().Processed, fx.records)
 	if total := first + b.Counts().Processed; total != fx.records {
