@@ -161,7 +161,7 @@ func (r *partitionReader) run(ctx context.Context, next int64) {
 	fails := 0
 	failed := func(what string, err error) {
 		fails++
-		r.log.Warn("ledger fetch failed; reconnecting", "topic", r.topic, "partition", r.partition, "offset", next, "what", what, "err", err)
+		r.log.Warn("fetch failed; reconnecting", "topic", r.topic, "partition", r.partition, "offset", next, "what", what, "err", err)
 		if conn != nil {
 			conn.Close()
 			conn = nil
@@ -211,7 +211,7 @@ func (r *partitionReader) run(ctx context.Context, next int64) {
 			case oerr != nil:
 				failed("read the partition's offsets", oerr)
 			case next < first:
-				r.log.Error("ledger records were deleted before they were processed (retention); skipping them",
+				r.log.Error("records were deleted before they were processed (retention); skipping them",
 					"topic", r.topic, "partition", r.partition, "from", next, "to", first, "records", first-next)
 				next, fails = first, 0
 			case next < last:
