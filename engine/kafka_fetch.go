@@ -13,7 +13,7 @@ import (
 // partitionReader reads one partition from its leader: a goroutine fetches
 // into one of two buffers while the stage works through the other. kafka-go's
 // Reader hands over every record through a channel and copies its key and
-// value, which was about a sixth of the engine's CPU; here a whole fetch
+// value, which was about a fifth of the engine's CPU; here a whole fetch
 // changes hands at once. The processor's ledger partitions read values only,
 // into the fetch's buffer; the intake's raw partitions keep each record's key
 // too (for the dead-letter topic).
