@@ -10,34 +10,37 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // fetchCluster holds topic t (one partition) with records "v0".."v299",
 // written in three produce batches of 100.
-func fetchCluster(t *testing.T) (*kfake.Cluster, []string) {
+func fetchCluster(t *testing.T, brokers int) (*kfake.Cluster, []string) {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(1, "t"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	brokers := cluster.ListenAddrs()
+	for b := range 3 {
+		writeBatch(t, cluster.ListenAddrs(), b)
+	}
+	return cluster, cluster.ListenAddrs()
+}
+
+// writeBatch writes records "v(100b)".."v(100b+99)" to t in one batch.
+func writeBatch(t *testing.T, addrs []string, b int) {
+	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "t", RequiredAcks: kafka.RequireAll, BatchSize: 100,
+	w := &kafka.Writer{Addr: kafka.TCP(addrs...), Topic: "t", RequiredAcks: kafka.RequireAll, BatchSize: 100,
 		BatchTimeout: time.Millisecond, Transport: tr}
 	defer w.Close()
-	for b := range 3 {
-		msgs := make([]kafka.Message, 100)
-		for i := range msgs {
-			msgs[i] = kafka.Message{Value: []byte("v" + strconv.Itoa(b*100+i))}
-		}
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-			t.Fatal(err)
-		}
+	msgs := make([]kafka.Message, 100)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Value: []byte("v" + strconv.Itoa(b*100+i))}
 	}
-	return cluster, brokers
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // readAll takes records from r until want have come (or a minute passed).
@@ -46,7 +49,7 @@ func readAll(t *testing.T, r *ledgerReader, want int) []fetched {
 	var got []fetched
 	deadline := time.Now().Add(time.Minute)
 	for len(got) < want && time.Now().Before(deadline) {
-		recs, err := r.take(context.Background(), 100*time.Millisecond, 64)
+		recs, err := r.take(context.Background(), 100*time.Millisecond, min(64, want-len(got)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +76,7 @@ func checkRecords(t *testing.T, got []fetched, from, to int) {
 // produce batch (the broker returns the batch from its start), every record
 // once, in order, in takes of at most the limit.
 func TestLedgerReader(t *testing.T) {
-	cluster, brokers := fetchCluster(t)
+	cluster, brokers := fetchCluster(t, 1)
 	defer cluster.Close()
 	for _, c := range []struct {
 		start int64
@@ -99,26 +102,39 @@ func TestLedgerReader(t *testing.T) {
 // TestLedgerReaderRetention: records deleted before they were read are
 // skipped (with an error logged), and reading goes on from the first kept.
 func TestLedgerReaderRetention(t *testing.T) {
-	cluster, brokers := fetchCluster(t)
+	cluster, brokers := fetchCluster(t, 1)
 	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
+	if err := cluster.DeleteRecords("t", 0, 200); err != nil {
 		t.Fatal(err)
-	}
-	req := kmsg.NewPtrDeleteRecordsRequest()
-	topic := kmsg.NewDeleteRecordsRequestTopic()
-	topic.Topic = "t"
-	part := kmsg.NewDeleteRecordsRequestTopicPartition()
-	part.Partition, part.Offset = 0, 200
-	topic.Partitions = append(topic.Partitions, part)
-	req.Topics = append(req.Topics, topic)
-	req.TimeoutMillis = 5000
-	resp, err := req.RequestWith(context.Background(), cl)
-	cl.Close()
-	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("delete records: %v %+v", err, resp)
 	}
 	r := newLedgerReader(context.Background(), nil, brokers, "t", 0, 120, slog.Default())
 	defer r.close()
 	checkRecords(t, readAll(t, r, 100), 200, 300)
+}
+
+// TestLedgerReaderLeaderMoves: the partition's leader moves to another broker
+// between writes; the reader reconnects to the new leader and every record
+// still comes once, in order.
+func TestLedgerReaderLeaderMoves(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	writeBatch(t, brokers, 0)
+	r := newLedgerReader(context.Background(), nil, brokers, "t", 0, kafka.FirstOffset, slog.Default())
+	defer r.close()
+	got := readAll(t, r, 100)
+	other := int32(0)
+	if cluster.LeaderFor("t", 0) == 0 {
+		other = 1
+	}
+	if err := cluster.MoveTopicPartition("t", 0, other); err != nil {
+		t.Fatal(err)
+	}
+	writeBatch(t, brokers, 1)
+	writeBatch(t, brokers, 2)
+	got = append(got, readAll(t, r, 200)...)
+	checkRecords(t, got, 0, 300)
 }
