@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -226,21 +227,17 @@ func (s *IntakeStage) runGeneration(ctx context.Context, gen *kafka.Generation, 
 			full <- c
 		}
 	})
+	// The records are read again (by this or another member) from the last
+	// committed offsets; the processor applies a redelivered event id once.
+	offsets := newOffsetCommitter("the records since the last commit are read again")
+	var writing sync.WaitGroup
+	writing.Add(1)
 	g.Go(func() error {
-		offsets := map[string]map[int]int64{}
-		var lastCommit time.Time
-		commit := func() {
-			if len(offsets) == 0 {
-				return
-			}
-			if err := gen.CommitOffsets(offsets); err != nil {
-				// The records are read again (by this or another member);
-				// the processor applies a redelivered event id once.
-				s.cfg.Logger.Warn("intake offset commit failed; the records since the last commit are read again", "err", err)
-			}
-			offsets, lastCommit = map[string]map[int]int64{}, time.Now()
-		}
-		defer commit()
+		offsets.run(gctx, gen, &writing, 100*time.Millisecond, s.cfg.Logger)
+		return nil
+	})
+	g.Go(func() error {
+		defer writing.Done()
 		for c := range full {
 			if err := write(gctx, ledger, c.ledger); err != nil {
 				return err
@@ -252,13 +249,7 @@ func (s *IntakeStage) runGeneration(ctx context.Context, gen *kafka.Generation, 
 				return nil // unacknowledged: the batch is read again; the processor dedups it
 			}
 			for p, next := range c.next {
-				if offsets[p.topic] == nil {
-					offsets[p.topic] = map[int]int64{}
-				}
-				offsets[p.topic][p.partition] = next
-			}
-			if time.Since(lastCommit) >= 100*time.Millisecond {
-				commit()
+				offsets.set(p.topic, p.partition, next)
 			}
 			s.read.Add(int64(c.read))
 			s.ledger.Add(int64(len(c.ledger)))

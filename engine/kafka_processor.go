@@ -187,14 +187,11 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 			// A rebalance the member lost (unknown member, generation gone)
 			// is normal group life: join again.
 			s.cfg.Logger.Warn("consumer group: joining again", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
+			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
 		s.ready.Store(true)
-		offsets := &offsetCommitter{pending: map[int]int64{}}
+		offsets := newOffsetCommitter("the stores have the offsets")
 		var parts sync.WaitGroup
 		for _, a := range gen.Assignments[s.cfg.LedgerTopic] {
 			a := a
@@ -214,61 +211,8 @@ func (s *ProcessorStage) Run(ctx context.Context) error {
 			})
 		}
 		gen.Start(func(gctx context.Context) {
-			offsets.run(gctx, gen, s.cfg.LedgerTopic, &parts, s.cfg.CommitInterval, s.cfg.Logger)
+			offsets.run(gctx, gen, &parts, s.cfg.CommitInterval, s.cfg.Logger)
 		})
-	}
-}
-
-// offsetCommitter commits the latest synced offset of every partition of one
-// generation together, every interval: one request at a time on the group
-// coordinator's connection (kafka-go's connection spins a waiting caller
-// while another caller's response is ahead of its own).
-type offsetCommitter struct {
-	mu      sync.Mutex
-	pending map[int]int64 // partition → next offset, not yet committed
-}
-
-// set records a partition's next offset once its batch is synced.
-func (c *offsetCommitter) set(partition int, next int64) {
-	c.mu.Lock()
-	c.pending[partition] = next
-	c.mu.Unlock()
-}
-
-func (c *offsetCommitter) take() map[int]int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.pending) == 0 {
-		return nil
-	}
-	p := c.pending
-	c.pending = map[int]int64{}
-	return p
-}
-
-// run commits every interval until the generation ends, then once more
-// after its partitions stopped, so a clean stop leaves the group offsets
-// equal to the stores'. A failed commit is only logged: the stores hold the
-// offsets, and the next commit carries newer ones.
-func (c *offsetCommitter) run(ctx context.Context, gen *kafka.Generation, topic string, parts *sync.WaitGroup, every time.Duration, log *slog.Logger) {
-	commit := func() {
-		if p := c.take(); p != nil {
-			if err := gen.CommitOffsets(map[string]map[int]int64{topic: p}); err != nil {
-				log.Warn("group offset commit failed; the stores have the offsets", "err", err)
-			}
-		}
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			parts.Wait()
-			commit()
-			return
-		case <-t.C:
-			commit()
-		}
 	}
 }
 
@@ -305,15 +249,6 @@ func (s *ProcessorStage) checkChangelog(ctx context.Context) error {
 		return fmt.Errorf("engine: changelog topic %s has %d partitions, the ledger %s %d: it needs at least as many", s.cfg.ChangelogTopic, changelog, s.cfg.LedgerTopic, ledger)
 	}
 	return nil
-}
-
-// heartbeat is a third of the session timeout (kafka-go's default of 3s
-// would let a short session expire between heartbeats).
-func heartbeat(session time.Duration) time.Duration {
-	if session <= 0 {
-		return 0
-	}
-	return session / 3
 }
 
 // partitionOffset is the stored input position: the next offset to read.
@@ -567,7 +502,7 @@ func (s *ProcessorStage) runPartition(ctx context.Context, a kafka.PartitionAssi
 		s.cfg.Metrics.lag.WithLabelValues(partLabel).Set(float64(r.lag()))
 		if sync {
 			lastSync = lastCommit
-			offsets.set(a.ID, next) // the group offset is a copy, committed off the hot path
+			offsets.set(topic, a.ID, next) // the group offset is a copy, committed off the hot path
 		}
 		s.add(proc.Counts, &before)
 		return nil
